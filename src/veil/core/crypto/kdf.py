@@ -1,0 +1,29 @@
+"""HKDF-SHA256 (RFC 5869, via pyca) and HMAC-SHA256 (RFC 2104, via the standard library).
+
+The stdlib's ``hmac.digest`` is OpenSSL's one-shot HMAC; it is the fastest HMAC reachable from
+Python, which matters because the Double Ratchet calls it twice per message.
+"""
+
+from __future__ import annotations
+
+import hmac as _hmac
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+_SHA256 = hashes.SHA256()
+
+
+def hkdf_sha256(ikm: bytes, salt: bytes | None, info: bytes, length: int) -> bytes:
+    """HKDF-SHA256 extract-and-expand (RFC 5869 §2)."""
+    return HKDF(_SHA256, length, salt, info).derive(ikm)
+
+
+def hmac_sha256(key: bytes, data: bytes) -> bytes:
+    """HMAC-SHA256(key, data)."""
+    return _hmac.digest(key, data, "sha256")
+
+
+def constant_time_equal(a: bytes, b: bytes) -> bool:
+    """Compare two MACs without leaking where they differ."""
+    return _hmac.compare_digest(a, b)
