@@ -50,6 +50,14 @@ class BadMacError(DecryptionError):
     """The message authentication code does not verify: the message was forged or damaged."""
 
 
+class SpqrRequiredError(BadMacError):
+    """The MAC failed on a message that carries SPQR (post-quantum ratchet) data.
+
+    Peers from libsignal 0.92 on require SPQR and salt every message key with it; Veil does not
+    implement SPQR yet, so their messages cannot be authenticated here.
+    """
+
+
 class DuplicateMessageError(DecryptionError):
     """The message was already decrypted (its key is gone): a replay or a duplicate delivery."""
 

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 import veil
+from veil.core.crypto.x25519 import PublicKey
 from veil.core.errors import VeilError
 from veil.core.signal.fingerprint import fingerprint
-from veil.core.crypto.x25519 import PublicKey
 from veil.interop.signal_user import Address, User
 
 PROTOCOL_VERSION = 1
@@ -185,7 +185,7 @@ class Peer:
         return {"users": [str(a) for a in self.users]}
 
     def op_quit(self, req: dict[str, Any]) -> dict[str, Any]:
-        return {}
+        return {"quit": True}
 
     def handle(self, line: str) -> dict[str, Any]:
         """One request line -> one response object. Never raises."""
@@ -211,7 +211,7 @@ class Peer:
 def serve(stdin: TextIO, stdout: TextIO) -> None:
     """Run the request loop until stdin closes or a ``quit`` request."""
     peer = Peer()
-    ready = {"id": None, "ok": True, "ready": True, "libsignal_version": None}
+    ready: dict[str, Any] = {"id": None, "ok": True, "ready": True, "libsignal_version": None}
     ready |= {"implementation": IMPLEMENTATION, "protocol": PROTOCOL_VERSION}
     stdout.write(json.dumps(ready) + "\n")
     stdout.flush()
@@ -221,7 +221,7 @@ def serve(stdin: TextIO, stdout: TextIO) -> None:
         response = peer.handle(line)
         stdout.write(json.dumps(response) + "\n")
         stdout.flush()
-        if response.get("ok") and '"quit"' in line and json.loads(line).get("op") == "quit":
+        if response.get("ok") and response.get("quit"):
             break
 
 

@@ -27,13 +27,16 @@ _P: Final = 2**255 - 19
 class PublicKey:
     """A peer's (or our own) X25519 public key. Immutable, hashable, compared by value."""
 
-    __slots__ = ("raw",)
+    __slots__ = ("_serialized", "raw")
     raw: bytes
+    _serialized: bytes
 
     def __init__(self, raw: bytes) -> None:
         if len(raw) != KEY_LEN:
             raise InvalidKeyError(f"X25519 public key must be {KEY_LEN} bytes, got {len(raw)}")
-        object.__setattr__(self, "raw", bytes(raw))
+        raw = bytes(raw)
+        object.__setattr__(self, "raw", raw)
+        object.__setattr__(self, "_serialized", b"\x05" + raw)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("PublicKey is immutable")
@@ -47,7 +50,7 @@ class PublicKey:
 
     def serialize(self) -> bytes:
         """``0x05 || u``, the 33-byte form every Signal message and signature uses."""
-        return b"\x05" + self.raw
+        return self._serialized
 
     def is_canonical(self) -> bool:
         """True if u < p and the point is in the prime-order subgroup (torsion-free).

@@ -11,6 +11,10 @@ libsignal's sign-bit variant per WIRE.md §3.1:
   with y = (u - 1)/(u + 1) and that sign; then ordinary (cofactorless) Ed25519 verification,
   done by pyca.
 
+One deliberate difference from libsignal: pyca (OpenSSL) refuses s ≥ q, where libsignal
+reduces s mod q and accepts it. Honest signers never produce such an s; refusing it only
+closes a signature-malleability gap.
+
 The scalar and point arithmetic is libsodium's (PyNaCl ``crypto_core_ed25519_*``); only the
 birational map u -> y is computed here, with Python integers.
 """

@@ -28,6 +28,7 @@ from veil.core.errors import (
     InvalidPreKeyError,
     NoSessionError,
     SessionExpiredError,
+    SpqrRequiredError,
     TooFarAheadError,
     UntrustedIdentityError,
 )
@@ -379,6 +380,11 @@ def _decrypt_with_state(
     advance = _advance(chain, counter, state.local_identity == state.remote_identity)
     keys = ratchet.message_keys(chain.skipped[counter] if advance is None else advance.seed)
     if not message.verify_mac(keys.mac_key, state.remote_identity, state.local_identity):
+        if message.pq_ratchet:
+            raise SpqrRequiredError(
+                "message authentication failed; the message carries SPQR data, so the peer "
+                "probably requires the post-quantum ratchet (SPQR), which Veil does not support"
+            )
         raise BadMacError("message authentication failed")
     try:
         plaintext = cbc.decrypt(keys.cipher_key, keys.iv, message.ciphertext)

@@ -68,9 +68,34 @@ def compute_mac(
     return hmac_sha256(mac_key, data)[:MAC_LEN]
 
 
-@dataclass(frozen=True, slots=True)
+def _parse_canonical(data: bytes) -> tuple[bytes, int, int, bytes] | None:
+    """Fast path for the layout libsignal and Veil write: fields 1, 2, 3, 4 in order, once.
+
+    Returns None for any other layout (extra fields such as SPQR's, other order, damage);
+    the caller then uses the general parser, which accepts or refuses it.
+    """
+    end = len(data) - MAC_LEN
+    if end < 40 or data[1] != 0x0A or data[2] != 33 or data[36] != 0x10:
+        return None
+    counter, pos = pb.read_varint(data, 37)
+    if pos >= end or data[pos] != 0x18:
+        return None
+    previous, pos = pb.read_varint(data, pos + 1)
+    if pos >= end or data[pos] != 0x22:
+        return None
+    length, pos = pb.read_varint(data, pos + 1)
+    if pos + length != end or counter > 0xFFFFFFFF or previous > 0xFFFFFFFF:
+        return None
+    return data[3:36], counter, previous, data[pos:end]
+
+
+@dataclass(slots=True, eq=False)
 class SignalMessage:
-    """A parsed (or freshly built) SignalMessage. ``serialized`` is the exact wire bytes."""
+    """A parsed (or freshly built) SignalMessage. ``serialized`` is the exact wire bytes.
+
+    Treat it as immutable (it is not frozen only because frozen dataclasses are slow to build,
+    and one is built per message).
+    """
 
     version: int
     ratchet_key: PublicKey
@@ -97,10 +122,15 @@ class SignalMessage:
         body = b"".join(
             (
                 _version_byte(version),
-                pb.field_bytes(1, ratchet_key.serialize()),
-                pb.field_varint(2, counter),
-                pb.field_varint(3, previous_counter),
-                pb.field_bytes(4, ciphertext),
+                b"\x0a\x21",  # field 1, 33 bytes
+                ratchet_key.serialize(),
+                b"\x10",
+                pb.varint(counter),
+                b"\x18",
+                pb.varint(previous_counter),
+                b"\x22",
+                pb.varint(len(ciphertext)),
+                ciphertext,
             )
         )
         mac = compute_mac(mac_key, sender_identity, receiver_identity, body)
@@ -112,6 +142,12 @@ class SignalMessage:
         version = _check_version(data, "SignalMessage")
         if len(data) < 1 + MAC_LEN:
             raise DecodeError("SignalMessage too short")
+        fast = _parse_canonical(data)
+        if fast is not None:
+            key, counter, previous, ciphertext = fast
+            return cls(
+                version, PublicKey.deserialize(key), counter, previous, ciphertext, b"", data
+            )
         fields = pb.parse(data[1:-MAC_LEN], _SIGNAL_SCHEMA)
         ratchet_key = PublicKey.deserialize(pb.get_bytes(fields, 1, "ratchet key"))
         counter = pb.get_uint32(fields, 2, "counter")

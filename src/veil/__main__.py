@@ -1,0 +1,5 @@
+"""``python -m veil``: the same as the ``veil`` command."""
+
+from veil.cli.main import main
+
+raise SystemExit(main())
