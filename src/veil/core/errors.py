@@ -54,7 +54,9 @@ class SpqrRequiredError(BadMacError):
     """The MAC failed on a message that carries SPQR (post-quantum ratchet) data.
 
     Peers from libsignal 0.92 on require SPQR and salt every message key with it; Veil does not
-    implement SPQR yet, so their messages cannot be authenticated here.
+    implement SPQR yet, so their messages cannot be authenticated here. libsignal 0.83-0.90 also
+    attach SPQR data to their first messages without using it for keys, so for them this error
+    means the message was damaged, exactly like :class:`BadMacError`.
     """
 
 

@@ -382,8 +382,9 @@ def _decrypt_with_state(
     if not message.verify_mac(keys.mac_key, state.remote_identity, state.local_identity):
         if message.pq_ratchet:
             raise SpqrRequiredError(
-                "message authentication failed; the message carries SPQR data, so the peer "
-                "probably requires the post-quantum ratchet (SPQR), which Veil does not support"
+                "message authentication failed; the message carries SPQR data, so either it "
+                "was damaged or the peer requires the post-quantum ratchet (SPQR, libsignal "
+                ">= 0.92), which Veil does not support yet"
             )
         raise BadMacError("message authentication failed")
     try:
