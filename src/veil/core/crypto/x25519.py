@@ -41,6 +41,15 @@ class PublicKey:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("PublicKey is immutable")
 
+    def __copy__(self) -> PublicKey:
+        return self
+
+    def __deepcopy__(self, memo: object) -> PublicKey:
+        return self
+
+    def __reduce__(self) -> tuple[type[PublicKey], tuple[bytes]]:
+        return (PublicKey, (self.raw,))
+
     @classmethod
     def deserialize(cls, data: bytes) -> PublicKey:
         """Parse ``0x05 || u``; raise :class:`DecodeError` on anything else."""
@@ -61,7 +70,7 @@ class PublicKey:
         u = int.from_bytes(self.raw, "little")
         if u >= _P or (u + 1) % _P == 0:
             return False
-        y = (u - 1) * pow(u + 1, _P - 2, _P) % _P
+        y = (u - 1) * pow(u + 1, -1, _P) % _P
         return bool(_sodium.crypto_core_ed25519_is_valid_point(y.to_bytes(32, "little")))
 
     def __eq__(self, other: object) -> bool:
@@ -75,23 +84,39 @@ class PublicKey:
 
 
 class PrivateKey:
-    """Our X25519 private key and its public key. ``repr`` never shows the secret."""
+    """Our X25519 private key and its public key. ``repr`` never shows the secret.
 
-    __slots__ = ("_secret", "public_key")
+    The public key is derived on first use and cached, so loading many stored keys (e.g. the
+    archived states of a session record) costs no scalar multiplication until one is used.
+    """
+
+    __slots__ = ("_public", "_secret")
     _secret: bytes
-    public_key: PublicKey
+    _public: PublicKey | None
 
     def __init__(self, secret: bytes, public_key: PublicKey | None = None) -> None:
         if len(secret) != KEY_LEN:
             raise InvalidKeyError(f"X25519 private key must be {KEY_LEN} bytes")
-        secret = bytes(secret)
-        if public_key is None:
-            public_key = PublicKey(_sodium.crypto_scalarmult_base(secret))
-        object.__setattr__(self, "_secret", secret)
-        object.__setattr__(self, "public_key", public_key)
+        object.__setattr__(self, "_secret", bytes(secret))
+        object.__setattr__(self, "_public", public_key)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("PrivateKey is immutable")
+
+    def __copy__(self) -> PrivateKey:
+        return self
+
+    def __deepcopy__(self, memo: object) -> PrivateKey:
+        return self
+
+    @property
+    def public_key(self) -> PublicKey:
+        """X25519(secret, 9), computed once."""
+        public = self._public
+        if public is None:
+            public = PublicKey(_sodium.crypto_scalarmult_base(self._secret))
+            object.__setattr__(self, "_public", public)
+        return public
 
     @classmethod
     def generate(cls, rng: Rng) -> PrivateKey:

@@ -103,7 +103,7 @@ def verify(public_key: PublicKey, message: bytes, signature: bytes) -> bool:
     u = int.from_bytes(public_key.raw, "little") & ((1 << 255) - 1)
     if (u + 1) % _P == 0:
         return False
-    y = (u - 1) * pow(u + 1, _P - 2, _P) % _P
+    y = (u - 1) * pow(u + 1, -1, _P) % _P
     ed = bytearray(y.to_bytes(32, "little"))
     ed[31] |= sign_bit
     sig = bytearray(signature)

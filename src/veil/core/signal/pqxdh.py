@@ -26,6 +26,8 @@ from veil.core.errors import InvalidKeyError, LocalError
 KDF_INFO: Final = b"WhisperText_X25519_SHA-256_CRYSTALS-KYBER-1024"
 _F: Final = b"\xff" * 32
 MAX_DEVICE_ID: Final = 127
+MAX_ID: Final = 0xFFFFFFFF
+"""Prekey and registration ids are uint32 on the wire."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,16 @@ class PreKeyBundle:
             raise LocalError("a one-time prekey needs both its id and its key")
         if not 1 <= self.device_id <= MAX_DEVICE_ID:
             raise LocalError(f"device id must be 1..{MAX_DEVICE_ID}")
+        ids = {
+            "registration id": self.registration_id,
+            "signed prekey id": self.signed_prekey_id,
+            "Kyber prekey id": self.kyber_prekey_id,
+        }
+        if self.prekey_id is not None:
+            ids["one-time prekey id"] = self.prekey_id
+        for what, value in ids.items():
+            if not 0 <= value <= MAX_ID:
+                raise LocalError(f"{what} must be an unsigned 32-bit integer")
 
     def verify_signatures(self) -> None:
         """Raise :class:`InvalidSignatureError` unless both prekey signatures verify."""

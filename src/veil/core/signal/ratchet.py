@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
-from veil.core.crypto.kdf import hkdf_sha256, hmac_sha256
+from veil.core.crypto.kdf import hkdf_sha256, hmac_sha256, hmac_sha256_pair
 from veil.core.crypto.x25519 import PrivateKey, PublicKey
 
 ROOT_INFO: Final = b"WhisperRatchet"
@@ -52,7 +52,17 @@ def next_chain_key(chain_key: bytes) -> bytes:
     return hmac_sha256(chain_key, _CHAIN_INPUT)
 
 
+def chain_step(chain_key: bytes) -> tuple[bytes, bytes]:
+    """KDF_CK both outputs at once: (message-key seed, next chain key)."""
+    return hmac_sha256_pair(chain_key, _SEED_INPUT, _CHAIN_INPUT)
+
+
 def message_keys(seed: bytes) -> MessageKeys:
     """Expand a message-key seed into cipher key, MAC key and IV."""
     out = hkdf_sha256(seed, None, MESSAGE_KEYS_INFO, 80)
     return MessageKeys(out[:32], out[32:64], out[64:])
+
+
+def message_key_material(seed: bytes) -> bytes:
+    """The 80 bytes of :func:`message_keys` unsplit: key [0:32], MAC key [32:64], IV [64:80]."""
+    return hkdf_sha256(seed, None, MESSAGE_KEYS_INFO, 80)

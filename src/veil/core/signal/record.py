@@ -4,14 +4,16 @@ Layout (protobuf wire format, :mod:`veil.core.signal.protobuf`)::
 
     Record   {1: format version (=1), 2: current State, 3: repeated archived State}
     State    {1: session version, 2: local IK, 3: remote IK, 4: root key,
-              5: sending ratchet private, 6: sending ratchet public, 7: sending chain key,
+              5: sending ratchet private, 7: sending chain key,
               8: sending index, 9: previous counter, 10: repeated Chain, 11: Pending,
               12: local registration id, 13: remote registration id, 14: Alice's base key}
     Chain    {1: ratchet key, 2: chain key, 3: index, 4: skipped = (u32 BE index ‖ 32-byte seed)*}
     Pending  {1: one-time prekey id, 2: signed prekey id, 3: Kyber prekey id,
               4: Kyber ciphertext, 5: base key, 6: timestamp (ms)}
 
-The record holds secrets: callers store it encrypted at rest where the platform allows.
+Field 6 (the sending ratchet public key) is not stored: it is derived from field 5 when first
+needed, so a record cannot hold a mismatched pair. The record holds secrets: callers store it
+encrypted at rest where the platform allows.
 :func:`deserialize_record` raises only :class:`DecodeError`.
 """
 
@@ -38,7 +40,7 @@ _SKIPPED_ENTRY: Final = 36
 _RECORD: Final = {1: (pb.VARINT, False), 2: (pb.LEN, False), 3: (pb.LEN, True)}
 _STATE: Final = {
     **{n: (pb.VARINT, False) for n in (1, 8, 9, 12, 13)},
-    **{n: (pb.LEN, False) for n in (2, 3, 4, 5, 6, 7, 11, 14)},
+    **{n: (pb.LEN, False) for n in (2, 3, 4, 5, 7, 11, 14)},
     10: (pb.LEN, True),
 }
 _CHAIN: Final = {1: (pb.LEN, False), 2: (pb.LEN, False), 3: (pb.VARINT, False), 4: (pb.LEN, False)}
@@ -83,7 +85,6 @@ def _encode_state(s: SessionState) -> bytes:
         pb.field_bytes(3, s.remote_identity.serialize()),
         pb.field_bytes(4, s.root_key),
         pb.field_bytes(5, s.sender_ratchet.secret_bytes()),
-        pb.field_bytes(6, s.sender_ratchet.public_key.serialize()),
         pb.field_bytes(7, s.sender_chain_key),
         pb.field_varint(8, s.sender_index),
         pb.field_varint(9, s.previous_counter),
@@ -111,14 +112,13 @@ def _decode_state(data: bytes) -> SessionState:
     chains_raw = pb.repeated_bytes(f, 10)
     if len(chains_raw) > MAX_RECEIVER_CHAINS:
         raise DecodeError("too many receiving chains")
-    sender_public = PublicKey.deserialize(pb.get_bytes(f, 6, "sending ratchet public key"))
     pending = pb.get_bytes(f, 11, "pending prekey") if 11 in f else None
     return SessionState(
         version=pb.get_uint32(f, 1, "session version"),
         local_identity=PublicKey.deserialize(pb.get_bytes(f, 2, "local identity")),
         remote_identity=PublicKey.deserialize(pb.get_bytes(f, 3, "remote identity")),
         root_key=_key32(f, 4, "root key"),
-        sender_ratchet=PrivateKey(_key32(f, 5, "sending ratchet key"), sender_public),
+        sender_ratchet=PrivateKey(_key32(f, 5, "sending ratchet key")),
         sender_chain_key=_key32(f, 7, "sending chain key"),
         sender_index=pb.get_uint32(f, 8, "sending index"),
         previous_counter=pb.get_uint32(f, 9, "previous counter"),

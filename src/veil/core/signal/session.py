@@ -1,10 +1,8 @@
 """Starting sessions and encrypting / decrypting messages (libsignal's session cipher rules).
 
-Double Ratchet spec rev. 4 §3.3-3.5 with libsignal's receiving rules (WIRE.md §3.7): up to
-:data:`~veil.core.signal.state.MAX_RECEIVER_CHAINS` receiving chains, at most
-:data:`~veil.core.signal.state.MAX_SKIPPED_PER_CHAIN` skipped keys per chain, jumps beyond
-:data:`~veil.core.signal.state.MAX_FORWARD_JUMP` refused, duplicates refused with
-:class:`DuplicateMessageError`, archived states tried after the current one.
+Double Ratchet spec rev. 4 §3.3-3.4 (initialization, RatchetEncrypt) and PQXDH rev. 3 §3.3-3.4
+(sending and receiving the initial message); the receiving rules live in
+:mod:`veil.core.signal.receive`.
 
 Every function here is sans-I/O: randomness (``rng``) and time (``now_ms``) are parameters;
 keys the caller stores are reached through :class:`PreKeySource`; identity trust is the
@@ -13,31 +11,28 @@ caller's :data:`TrustPolicy`. State changes only on success.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from veil.core.crypto import cbc
 from veil.core.crypto.kyber import KyberKeyPair
 from veil.core.crypto.x25519 import PrivateKey, PublicKey
 from veil.core.errors import (
-    BadMacError,
-    DecodeError,
-    DecryptionError,
-    DuplicateMessageError,
     InvalidPreKeyError,
+    LocalError,
     NoSessionError,
     SessionExpiredError,
-    SpqrRequiredError,
-    TooFarAheadError,
-    UntrustedIdentityError,
 )
 from veil.core.rng import Rng
 from veil.core.signal import pqxdh, ratchet
 from veil.core.signal.pqxdh import PreKeyBundle
+from veil.core.signal.receive import (
+    TrustPolicy,
+    decrypt_in_order,
+    decrypt_with_record,
+    require_trusted,
+)
 from veil.core.signal.state import (
-    MAX_FORWARD_JUMP,
-    MAX_SKIPPED_PER_CHAIN,
     MAX_UNACKNOWLEDGED_MS,
     PendingPreKey,
     ReceiverChain,
@@ -50,12 +45,22 @@ from veil.core.signal.wire import (
     WHISPER_TYPE,
     PreKeySignalMessage,
     SignalMessage,
+    encode_signal_message,
 )
 
-TrustPolicy = Callable[[PublicKey], bool]
-"""Decides whether a peer identity key is trusted (e.g. trust-on-first-use, or strict)."""
-
 SESSION_VERSION: Final = CIPHERTEXT_VERSION
+
+__all__ = [
+    "CiphertextMessage",
+    "LocalIdentity",
+    "PreKeyDecryptResult",
+    "PreKeySource",
+    "TrustPolicy",
+    "decrypt_prekey",
+    "decrypt_signal",
+    "encrypt",
+    "initiate",
+]
 
 
 class PreKeySource(Protocol):
@@ -73,14 +78,17 @@ class PreKeySource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class LocalIdentity:
-    """Our device's long-term identity and registration id."""
+    """Our device's long-term identity and registration id (uint32; Signal apps use 14 bits)."""
 
     identity: PrivateKey
     registration_id: int
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.registration_id <= pqxdh.MAX_ID:
+            raise LocalError("registration id must be an unsigned 32-bit integer")
 
-@dataclass(frozen=True, slots=True)
-class CiphertextMessage:
+
+class CiphertextMessage(NamedTuple):
     """An encrypted message and its Signal type (2 = whisper, 3 = PreKey)."""
 
     type: int
@@ -107,11 +115,6 @@ class PreKeyDecryptResult:
         )
 
 
-def _require_trusted(trust: TrustPolicy, identity: PublicKey, peer: str) -> None:
-    if not trust(identity):
-        raise UntrustedIdentityError(peer)
-
-
 def initiate(
     record: SessionRecord,
     bundle: PreKeyBundle,
@@ -127,7 +130,9 @@ def initiate(
     Checks trust in the bundle's identity and both prekey signatures first; on any error the
     record is unchanged. The next :func:`encrypt` produces a PreKey message.
     """
-    _require_trusted(trust, bundle.identity_key, peer)
+    if now_ms < 0:
+        raise LocalError("now_ms must not be negative")
+    require_trusted(trust, bundle.identity_key, peer)
     bundle.verify_signatures()
     base_key = PrivateKey.generate(rng)
     agreed = pqxdh.initiate(local.identity, base_key, bundle)
@@ -173,23 +178,23 @@ def encrypt(
     pending = state.pending_prekey
     if pending is not None and pending.timestamp_ms + MAX_UNACKNOWLEDGED_MS < now_ms:
         raise SessionExpiredError(f"the session with {peer} was never acknowledged; start anew")
-    _require_trusted(trust, state.remote_identity, peer)
-    chain_key = state.sender_chain_key
-    keys = ratchet.message_keys(ratchet.message_seed(chain_key))
-    message = SignalMessage.build(
-        mac_key=keys.mac_key,
-        ratchet_key=state.sender_ratchet.public_key,
-        counter=state.sender_index,
-        previous_counter=state.previous_counter,
-        ciphertext=cbc.encrypt(keys.cipher_key, keys.iv, plaintext),
-        sender_identity=state.local_identity,
-        receiver_identity=state.remote_identity,
-        version=state.version,
+    require_trusted(trust, state.remote_identity, peer)
+    seed, next_chain_key = ratchet.chain_step(state.sender_chain_key)
+    km = ratchet.message_key_material(seed)  # cipher key ‖ MAC key ‖ IV
+    serialized = encode_signal_message(
+        km[32:64],
+        state.local_identity.serialize() + state.remote_identity.serialize(),
+        state.sender_ratchet.public_key,
+        state.sender_index,
+        state.previous_counter,
+        cbc.encrypt(km[:32], km[64:], plaintext),
+        state.version,
     )
-    state.sender_chain_key = ratchet.next_chain_key(chain_key)
+    state.sender_chain_key = next_chain_key
     state.sender_index += 1
     if pending is None:
-        return CiphertextMessage(WHISPER_TYPE, message.serialized)
+        return CiphertextMessage(WHISPER_TYPE, serialized)
+    message = SignalMessage.parse(serialized)
     wrapped = PreKeySignalMessage.build(
         registration_id=state.local_registration_id,
         pre_key_id=pending.pre_key_id,
@@ -212,10 +217,13 @@ def decrypt_signal(
     peer: str = "peer",
 ) -> bytes:
     """Decrypt a SignalMessage (type 2) with the session(s) in ``record``."""
+    plaintext = decrypt_in_order(record, data, trust)
+    if plaintext is not None:
+        return plaintext
     message = SignalMessage.parse(data)
     if record.current is None and not record.previous:
         raise NoSessionError(f"no session with {peer}")
-    return _decrypt_with_record(record, message, rng, trust, peer)
+    return decrypt_with_record(record, message, rng, trust, peer)
 
 
 def decrypt_prekey(
@@ -234,7 +242,7 @@ def decrypt_prekey(
     caller should delete the used one-time prekey; on failure ``record`` is unchanged.
     """
     message = PreKeySignalMessage.parse(data)
-    _require_trusted(trust, message.identity_key, peer)
+    require_trusted(trust, message.identity_key, peer)
     work = record.copy()
     used_one_time = used_kyber = used_signed = None
     if not work.promote_matching(message.version, message.base_key):
@@ -243,7 +251,7 @@ def decrypt_prekey(
         used_one_time = message.pre_key_id
         used_kyber = message.kyber_pre_key_id
         used_signed = message.signed_pre_key_id
-    plaintext = _decrypt_with_record(work, message.message, rng, trust, peer)
+    plaintext = decrypt_with_record(work, message.message, rng, trust, peer)
     record.adopt(work)
     return PreKeyDecryptResult(
         plaintext, message.identity_key, used_one_time, used_kyber, used_signed
@@ -288,114 +296,3 @@ def _respond(
         remote_registration_id=message.registration_id,
         alice_base_key=message.base_key,
     )
-
-
-def _decrypt_with_record(
-    record: SessionRecord, message: SignalMessage, rng: Rng, trust: TrustPolicy, peer: str
-) -> bytes:
-    errors: list[DecryptionError | DecodeError] = []
-    if record.current is not None:
-        try:
-            return _decrypt_with_state(record.current, message, rng, trust, peer)
-        except DuplicateMessageError:
-            raise
-        except (DecryptionError, DecodeError) as exc:
-            errors.append(exc)
-    for index, state in enumerate(record.previous):
-        try:
-            plaintext = _decrypt_with_state(state, message, rng, trust, peer)
-        except DuplicateMessageError:
-            raise
-        except (DecryptionError, DecodeError) as exc:
-            errors.append(exc)
-            continue
-        record.promote_previous(index)
-        return plaintext
-    if not errors:
-        raise NoSessionError(f"no session with {peer}")
-    first = errors[0]
-    if len(errors) > 1:
-        first.add_note(f"{len(errors)} session states tried; all failed")
-    raise first
-
-
-@dataclass(slots=True)
-class _Advance:
-    """Where a message sits in its receiving chain, computed without touching the chain."""
-
-    seed: bytes
-    new_chain_key: bytes
-    skipped: list[tuple[int, bytes]]
-
-
-def _advance(chain: ReceiverChain, counter: int, self_session: bool) -> _Advance | None:
-    """Message-key seed for ``counter``; None if it is a skipped key already stored."""
-    if counter < chain.index:
-        if counter not in chain.skipped:
-            raise DuplicateMessageError(chain.index, counter)
-        return None
-    if counter - chain.index > MAX_FORWARD_JUMP and not self_session:
-        raise TooFarAheadError(chain.index, counter, MAX_FORWARD_JUMP)
-    chain_key = chain.chain_key
-    skipped: list[tuple[int, bytes]] = []
-    keep_from = counter - MAX_SKIPPED_PER_CHAIN
-    for index in range(chain.index, counter):
-        if index >= keep_from:
-            skipped.append((index, ratchet.message_seed(chain_key)))
-        chain_key = ratchet.next_chain_key(chain_key)
-    return _Advance(ratchet.message_seed(chain_key), ratchet.next_chain_key(chain_key), skipped)
-
-
-def _commit_chain(chain: ReceiverChain, counter: int, advance: _Advance | None) -> None:
-    if advance is None:
-        del chain.skipped[counter]
-        return
-    skipped = chain.skipped
-    skipped.update(advance.skipped)
-    excess = len(skipped) - MAX_SKIPPED_PER_CHAIN
-    if excess > 0:
-        for old in list(skipped)[:excess]:
-            del skipped[old]
-    chain.chain_key = advance.new_chain_key
-    chain.index = counter + 1
-
-
-def _decrypt_with_state(
-    state: SessionState, message: SignalMessage, rng: Rng, trust: TrustPolicy, peer: str
-) -> bytes:
-    """Try one state; mutate it only if the message authenticates and decrypts."""
-    if message.version != state.version:
-        raise DecodeError(f"message version {message.version} != session version {state.version}")
-    _require_trusted(trust, state.remote_identity, peer)
-    their_key = message.ratchet_key
-    chain = state.find_chain(their_key)
-    step: tuple[bytes, PrivateKey, bytes] | None = None
-    if chain is None:  # DH ratchet step (spec §3.5 DHRatchet), committed only on success
-        recv_root, recv_chain = ratchet.kdf_rk(state.root_key, state.sender_ratchet, their_key)
-        new_sending = PrivateKey.generate(rng)
-        new_root, send_chain = ratchet.kdf_rk(recv_root, new_sending, their_key)
-        step = (new_root, new_sending, send_chain)
-        chain = ReceiverChain(their_key, recv_chain, 0)
-    counter = message.counter
-    advance = _advance(chain, counter, state.local_identity == state.remote_identity)
-    keys = ratchet.message_keys(chain.skipped[counter] if advance is None else advance.seed)
-    if not message.verify_mac(keys.mac_key, state.remote_identity, state.local_identity):
-        if message.pq_ratchet:
-            raise SpqrRequiredError(
-                "message authentication failed; the message carries SPQR data, so either it "
-                "was damaged or the peer requires the post-quantum ratchet (SPQR, libsignal "
-                ">= 0.92), which Veil does not support yet"
-            )
-        raise BadMacError("message authentication failed")
-    try:
-        plaintext = cbc.decrypt(keys.cipher_key, keys.iv, message.ciphertext)
-    except DecodeError as exc:
-        raise BadMacError("authenticated message has an invalid body") from exc
-    if step is not None:
-        state.root_key, state.sender_ratchet, state.sender_chain_key = step
-        state.add_chain(chain)
-        state.previous_counter = max(state.sender_index - 1, 0)
-        state.sender_index = 0
-    _commit_chain(chain, counter, advance)
-    state.pending_prekey = None
-    return plaintext

@@ -68,11 +68,40 @@ def compute_mac(
     return hmac_sha256(mac_key, data)[:MAC_LEN]
 
 
-def _parse_canonical(data: bytes) -> tuple[bytes, int, int, bytes] | None:
+def encode_signal_message(
+    mac_key: bytes,
+    identities: bytes,
+    ratchet_key: PublicKey,
+    counter: int,
+    previous_counter: int,
+    ciphertext: bytes,
+    version: int = CIPHERTEXT_VERSION,
+) -> bytes:
+    """Wire bytes of a SignalMessage; ``identities`` = IK_sender ‖ IK_receiver (66 bytes)."""
+    body = b"".join(
+        (
+            _version_byte(version),
+            b"\x0a\x21",  # field 1, 33 bytes
+            ratchet_key.serialize(),
+            b"\x10",
+            pb.varint(counter),
+            b"\x18",
+            pb.varint(previous_counter),
+            b"\x22",
+            pb.varint(len(ciphertext)),
+            ciphertext,
+        )
+    )
+    return body + hmac_sha256(mac_key, identities + body)[:MAC_LEN]
+
+
+def parse_canonical(data: bytes) -> tuple[bytes, int, int, bytes] | None:
     """Fast path for the layout libsignal and Veil write: fields 1, 2, 3, 4 in order, once.
 
     Returns None for any other layout (extra fields such as SPQR's, other order, damage);
-    the caller then uses the general parser, which accepts or refuses it.
+    the caller then uses the general parser, which accepts or refuses it. Returns the
+    33-byte serialized ratchet key, counter, previous counter and ciphertext; the version byte
+    and the MAC are the caller's to check.
     """
     end = len(data) - MAC_LEN
     if end < 40 or data[1] != 0x0A or data[2] != 33 or data[36] != 0x10:
@@ -119,22 +148,16 @@ class SignalMessage:
         version: int = CIPHERTEXT_VERSION,
     ) -> SignalMessage:
         """Encode and MAC a new message (no ``pq_ratchet``, no ``addresses``)."""
-        body = b"".join(
-            (
-                _version_byte(version),
-                b"\x0a\x21",  # field 1, 33 bytes
-                ratchet_key.serialize(),
-                b"\x10",
-                pb.varint(counter),
-                b"\x18",
-                pb.varint(previous_counter),
-                b"\x22",
-                pb.varint(len(ciphertext)),
-                ciphertext,
-            )
+        data = encode_signal_message(
+            mac_key,
+            sender_identity.serialize() + receiver_identity.serialize(),
+            ratchet_key,
+            counter,
+            previous_counter,
+            ciphertext,
+            version,
         )
-        mac = compute_mac(mac_key, sender_identity, receiver_identity, body)
-        return cls(version, ratchet_key, counter, previous_counter, ciphertext, b"", body + mac)
+        return cls(version, ratchet_key, counter, previous_counter, ciphertext, b"", data)
 
     @classmethod
     def parse(cls, data: bytes) -> SignalMessage:
@@ -142,7 +165,7 @@ class SignalMessage:
         version = _check_version(data, "SignalMessage")
         if len(data) < 1 + MAC_LEN:
             raise DecodeError("SignalMessage too short")
-        fast = _parse_canonical(data)
+        fast = parse_canonical(data)
         if fast is not None:
             key, counter, previous, ciphertext = fast
             return cls(
