@@ -589,7 +589,7 @@ def test_hung_peer_times_out() -> None:
 def test_dead_peer_is_reported() -> None:
     peer = JsonPeer("dead", "fake", [sys.executable, "-c", f"{_READY}\nraise SystemExit(3)"])
     # Depending on timing the dead peer is noticed on write (broken pipe) or on read.
-    with pytest.raises(PeerProtocolError, match="closed stdout|cannot write"):
+    with pytest.raises(PeerProtocolError, match=r"closed stdout|cannot write"):
         peer.call("hello")
     assert peer.close() == 3
 
