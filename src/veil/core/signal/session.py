@@ -18,6 +18,7 @@ from veil.core.crypto import cbc
 from veil.core.crypto.kyber import KyberKeyPair
 from veil.core.crypto.x25519 import PrivateKey, PublicKey
 from veil.core.errors import (
+    BadMacError,
     InvalidPreKeyError,
     LocalError,
     NoSessionError,
@@ -245,7 +246,13 @@ def decrypt_prekey(
     require_trusted(trust, message.identity_key, peer)
     work = record.copy()
     used_one_time = used_kyber = used_signed = None
-    if not work.promote_matching(message.version, message.base_key):
+    if work.promote_matching(message.version, message.base_key):
+        # The header is not authenticated; the reused state's MAC uses its own identity, so a
+        # header naming another identity is forged (libsignal does not check this).
+        assert work.current is not None
+        if work.current.remote_identity != message.identity_key:
+            raise BadMacError("PreKey header identity differs from the session it reuses")
+    else:
         state = _respond(message, local, prekeys)
         work.promote_state(state)
         used_one_time = message.pre_key_id
