@@ -53,35 +53,38 @@ def require_trusted(trust: TrustPolicy, identity: PublicKey, peer: str) -> None:
         raise UntrustedIdentityError(peer)
 
 
-def _next_in_chain(state: SessionState, data: bytes) -> tuple[ReceiverChain, bytes] | None:
-    """(chain, ciphertext) if ``data`` is canonical and the next message of a known chain."""
-    if not data or data[0] != ((state.version << 4) | 4):
-        return None
+def canonical_layout(data: bytes) -> tuple[bytes, int, int, bytes] | None:
+    """:func:`parse_canonical` that answers None (not an error) for anything unusual."""
     try:
-        fast = parse_canonical(data)
+        return parse_canonical(data) if data else None
     except DecodeError:
         return None
-    if fast is None or fast[0][0] != 0x05:
+
+
+def decrypt_in_order(
+    record: SessionRecord,
+    data: bytes,
+    canonical: tuple[bytes, int, int, bytes],
+    trust: TrustPolicy,
+) -> bytes | None:
+    """Decrypt the next message of a known chain of the current state, or return None.
+
+    ``canonical`` is :func:`canonical_layout` of ``data``. None means "not this case" (or any
+    failure); the caller then runs :func:`decrypt_with_record`, which handles it or raises the
+    precise error.
+    """
+    state = record.current
+    key, counter, _previous, ciphertext = canonical
+    if state is None or data[0] != ((state.version << 4) | 4) or key[0] != 0x05:
         return None
-    key, counter, _previous, ciphertext = fast
     raw = key[1:]
     for chain in state.receiver_chains:
         if chain.ratchet_key.raw == raw:
-            return (chain, ciphertext) if counter == chain.index else None
-    return None
-
-
-def decrypt_in_order(record: SessionRecord, data: bytes, trust: TrustPolicy) -> bytes | None:
-    """Decrypt the next message of a known chain of the current state, or return None.
-
-    None means "not this case" (or any failure); the caller then runs
-    :func:`decrypt_with_record`, which handles it or raises the precise error.
-    """
-    state = record.current
-    found = None if state is None else _next_in_chain(state, data)
-    if state is None or found is None:
+            break
+    else:
         return None
-    chain, ciphertext = found
+    if counter != chain.index or not trust(state.remote_identity):
+        return None  # an untrusted identity: the general path raises, after authentication
     seed, next_key = ratchet.chain_step(chain.chain_key)
     km = ratchet.message_key_material(seed)
     identities = state.remote_identity.serialize() + state.local_identity.serialize()
@@ -91,8 +94,6 @@ def decrypt_in_order(record: SessionRecord, data: bytes, trust: TrustPolicy) -> 
     try:
         plaintext = cbc.decrypt(km[:32], km[64:], ciphertext)
     except DecodeError:
-        return None
-    if not trust(state.remote_identity):
         return None
     chain.chain_key = next_key
     chain.index += 1
@@ -188,9 +189,10 @@ def _decrypt_with_state(
         step = (new_root, new_sending, send_chain)
         chain = ReceiverChain(their_key, recv_chain, 0)
     counter = message.counter
-    advance = _advance(chain, counter, state.local_identity == state.remote_identity)
-    keys = ratchet.message_keys(chain.skipped[counter] if advance is None else advance.seed)
-    if not message.verify_mac(keys.mac_key, state.remote_identity, state.local_identity):
+    self_session = state.local_identity.raw == state.remote_identity.raw
+    advance = _advance(chain, counter, self_session)
+    km = ratchet.message_key_material(chain.skipped[counter] if advance is None else advance.seed)
+    if not message.verify_mac(km[32:64], state.remote_identity, state.local_identity):
         if message.pq_ratchet:
             raise SpqrRequiredError(
                 "message authentication failed; the message carries SPQR data, so either it "
@@ -199,7 +201,7 @@ def _decrypt_with_state(
             )
         raise BadMacError("message authentication failed")
     try:
-        plaintext = cbc.decrypt(keys.cipher_key, keys.iv, message.ciphertext)
+        plaintext = cbc.decrypt(km[:32], km[64:], message.ciphertext)
     except DecodeError as exc:
         raise BadMacError("authenticated message has an invalid body") from exc
     require_trusted(trust, state.remote_identity, peer)  # after authentication, as libsignal

@@ -29,6 +29,7 @@ from veil.core.signal import pqxdh, ratchet
 from veil.core.signal.pqxdh import PreKeyBundle
 from veil.core.signal.receive import (
     TrustPolicy,
+    canonical_layout,
     decrypt_in_order,
     decrypt_with_record,
     require_trusted,
@@ -218,10 +219,12 @@ def decrypt_signal(
     peer: str = "peer",
 ) -> bytes:
     """Decrypt a SignalMessage (type 2) with the session(s) in ``record``."""
-    plaintext = decrypt_in_order(record, data, trust)
-    if plaintext is not None:
-        return plaintext
-    message = SignalMessage.parse(data)
+    canonical = canonical_layout(data)
+    if canonical is not None:
+        plaintext = decrypt_in_order(record, data, canonical, trust)
+        if plaintext is not None:
+            return plaintext
+    message = SignalMessage.parse(data, canonical)
     if record.current is None and not record.previous:
         raise NoSessionError(f"no session with {peer}")
     return decrypt_with_record(record, message, rng, trust, peer)

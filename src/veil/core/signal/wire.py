@@ -160,12 +160,17 @@ class SignalMessage:
         return cls(version, ratchet_key, counter, previous_counter, ciphertext, b"", data)
 
     @classmethod
-    def parse(cls, data: bytes) -> SignalMessage:
-        """Parse wire bytes; :class:`DecodeError` (or :class:`UnsupportedVersionError`)."""
+    def parse(
+        cls, data: bytes, canonical: tuple[bytes, int, int, bytes] | None = None
+    ) -> SignalMessage:
+        """Parse wire bytes; :class:`DecodeError` (or :class:`UnsupportedVersionError`).
+
+        ``canonical`` is :func:`parse_canonical`'s result for ``data``, if the caller has it.
+        """
         version = _check_version(data, "SignalMessage")
         if len(data) < 1 + MAC_LEN:
             raise DecodeError("SignalMessage too short")
-        fast = parse_canonical(data)
+        fast = canonical if canonical is not None else parse_canonical(data)
         if fast is not None:
             key, counter, previous, ciphertext = fast
             return cls(
