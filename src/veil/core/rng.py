@@ -1,8 +1,9 @@
 """Randomness as a parameter (ARCHITECTURE.md §6.4).
 
 The core never draws randomness itself. Every function that needs it takes an :data:`Rng`:
-a callable that returns ``n`` uniformly random bytes. Production passes ``os.urandom``; tests
-pass a seeded generator such as :func:`seeded_rng`.
+a callable that returns ``n`` uniformly random bytes. Production passes the operating
+system's CSPRNG (``urandom`` of the ``os`` module); tests pass a seeded generator such as
+:func:`seeded_rng`.
 """
 
 from __future__ import annotations
