@@ -1,0 +1,132 @@
+"""Accounts and devices: registration, authentication, lookup, device list, removal."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Callable
+
+from veil.core.crypto.x25519 import PublicKey
+from veil.core.errors import VeilError
+from veil.server import errors
+from veil.server.credentials import credential_matches, hash_credential, new_credential
+from veil.server.model import PRIMARY_DEVICE_ID, Account, NewDevice
+from veil.server.repository import Repository, UsernameTakenError
+from veil.wire.accounts import (
+    AccountInfo,
+    DeviceInfo,
+    DeviceList,
+    RegisterRequest,
+    RegisterResponse,
+)
+
+
+def canonical_username(username: str) -> str:
+    """The form uniqueness is checked on (usernames are ASCII by schema, so lower() suffices)."""
+    return username.lower()
+
+
+def check_ec_key(data: bytes, what: str) -> PublicKey:
+    """A ``0x05 || u`` public key, or a 400."""
+    try:
+        return PublicKey.deserialize(data)
+    except VeilError:
+        raise errors.bad_request(f"{what} is not a type-5 public key") from None
+
+
+class Caller:
+    """An authenticated (account, device)."""
+
+    __slots__ = ("account_id", "device_id")
+
+    def __init__(self, account_id: str, device_id: int) -> None:
+        self.account_id = account_id
+        self.device_id = device_id
+
+    def __repr__(self) -> str:
+        return f"Caller({self.account_id}.{self.device_id})"
+
+
+class AccountService:
+    """Account and device operations on a :class:`Repository`."""
+
+    def __init__(self, repo: Repository, now_ms: Callable[[], int]) -> None:
+        self.repo = repo
+        self.now_ms = now_ms
+
+    async def register(self, req: RegisterRequest) -> RegisterResponse:
+        """Create an account and its primary device; 409 ``username_taken`` on a clash."""
+        check_ec_key(req.identity_key, "identity_key")
+        credential = new_credential()
+        device = NewDevice(req.registration_id, hash_credential(credential), req.device_name)
+        try:
+            account = await self.repo.create_account(
+                uuid.uuid4().hex,
+                canonical_username(req.username),
+                req.username,
+                req.identity_key,
+                device,
+                self.now_ms(),
+            )
+        except UsernameTakenError:
+            raise errors.conflict("username_taken", "that username is taken") from None
+        return RegisterResponse(account.account_id, PRIMARY_DEVICE_ID, credential)
+
+    async def authenticate(self, authorization: str | None) -> Caller:
+        """Check ``Basic base64(<account_id>.<device_id>:<credential>)``; 401 otherwise."""
+        if not authorization or not authorization.startswith("Basic "):
+            raise errors.unauthorized()
+        try:
+            decoded = base64.b64decode(authorization[6:], validate=True).decode()
+            user, credential = decoded.split(":", 1)
+            account_id, device_text = user.rsplit(".", 1)
+            device_id = int(device_text)
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise errors.unauthorized() from None
+        if not 1 <= device_id <= 127 or len(account_id) != 32:
+            raise errors.unauthorized()
+        device = await self.repo.get_device(account_id, device_id)
+        if device is None or not credential_matches(credential, device.credential_hash):
+            raise errors.unauthorized()
+        return Caller(account_id, device_id)
+
+    async def lookup(self, username: str) -> AccountInfo:
+        """Public facts about the account with this username; 404 if none."""
+        account = await self.repo.find_account(canonical_username(username))
+        if account is None:
+            raise errors.not_found("account")
+        return _info(account)
+
+    async def get(self, account_id: str) -> AccountInfo:
+        """Public facts about an account by id; 404 if none."""
+        account = await self.repo.get_account(account_id)
+        if account is None:
+            raise errors.not_found("account")
+        return _info(account)
+
+    async def delete(self, caller: Caller) -> None:
+        """Delete the caller's account (only its primary device may)."""
+        if caller.device_id != PRIMARY_DEVICE_ID:
+            raise errors.forbidden("only the primary device can delete the account")
+        await self.repo.delete_account(caller.account_id)
+
+    async def devices(self, caller: Caller) -> DeviceList:
+        """The caller's account's devices."""
+        devices = await self.repo.list_devices(caller.account_id)
+        return DeviceList(
+            [DeviceInfo(d.device_id, d.registration_id, d.name, d.created_ms) for d in devices]
+        )
+
+    async def remove_device(self, caller: Caller, device_id: int) -> None:
+        """Remove a linked device: the primary may remove any, a linked device itself."""
+        if device_id == PRIMARY_DEVICE_ID:
+            raise errors.forbidden("the primary device cannot be removed; delete the account")
+        if caller.device_id not in (PRIMARY_DEVICE_ID, device_id):
+            raise errors.forbidden("only the primary device can remove another device")
+        if not await self.repo.remove_device(caller.account_id, device_id):
+            raise errors.not_found("device")
+
+
+def _info(account: Account) -> AccountInfo:
+    return AccountInfo(account.account_id, account.display_username, account.identity_key)

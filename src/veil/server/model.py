@@ -1,0 +1,103 @@
+"""Server-side records: what the key directory and account store hold.
+
+Plain frozen dataclasses, independent of any database. Keys are stored exactly as uploaded
+(Signal encodings: ``0x05 || X25519`` public keys, ``0x08 || Kyber1024`` public keys, 64-byte
+XEdDSA signatures); the services check them before they reach a repository.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+MIN_DEVICE_ID: Final = 1
+MAX_DEVICE_ID: Final = 127
+PRIMARY_DEVICE_ID: Final = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A registered account. ``username`` is the canonical (case-folded) form."""
+
+    account_id: str
+    username: str
+    display_username: str
+    identity_key: bytes
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewDevice:
+    """A device about to be registered; ``credential_hash`` is never the credential itself."""
+
+    registration_id: int
+    credential_hash: bytes
+    name: str
+
+    def __repr__(self) -> str:
+        return f"NewDevice(registration_id={self.registration_id}, name={self.name!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A registered device of an account."""
+
+    account_id: str
+    device_id: int
+    registration_id: int
+    credential_hash: bytes
+    name: str
+    created_ms: int
+
+    def __repr__(self) -> str:
+        return (
+            f"Device(account_id={self.account_id!r}, device_id={self.device_id}, "
+            f"registration_id={self.registration_id}, name={self.name!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPreKey:
+    """A device's current signed EC prekey."""
+
+    key_id: int
+    public_key: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KyberPreKey:
+    """A signed Kyber1024 prekey: one-time, or the device's last-resort key."""
+
+    key_id: int
+    public_key: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OneTimePreKey:
+    """An unsigned one-time EC prekey."""
+
+    key_id: int
+    public_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceBundle:
+    """What a bundle fetch returns for one device (PQXDH spec §3.2)."""
+
+    device_id: int
+    registration_id: int
+    identity_key: bytes
+    signed_prekey: SignedPreKey
+    kyber_prekey: KyberPreKey
+    kyber_last_resort: bool
+    one_time_prekey: OneTimePreKey | None
+
+
+@dataclass(frozen=True, slots=True)
+class PreKeyCounts:
+    """How many unused one-time keys a device has left (for the "prekeys low" signal)."""
+
+    one_time_ec: int
+    one_time_kyber: int

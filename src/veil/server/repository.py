@@ -1,0 +1,124 @@
+"""The storage interface the services use; implemented for SQLite and PostgreSQL.
+
+Every method is one transaction: it either happens entirely or not at all. Implementations:
+:mod:`veil.server.sqlite_repo` (embedded default, one writer) and
+:mod:`veil.server.postgres_repo` (asyncpg; several server processes share it).
+
+Contract points the tests check for both:
+
+* usernames are unique in their canonical form; a clash raises :class:`UsernameTakenError`;
+* device ids are 1..127; a new linked device takes the lowest free id >= 2
+  (:class:`TooManyDevicesError` when none is free);
+* :meth:`Repository.take_bundle` consumes one one-time EC prekey and one one-time Kyber prekey
+  atomically: two concurrent fetches never get the same one-time key; without a one-time Kyber
+  key the last-resort key is served (and kept);
+* removing a device or an account removes its keys (and later its queue) in the same
+  transaction; a future queue table needs ``ON DELETE CASCADE`` from devices;
+* adding keys (even an empty batch) or setting a key for an unknown device raises
+  :class:`NotFoundError`; re-adding a key id replaces it;
+* policy (who may remove device 1, id ranges) is the services' job, not the repository's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from veil.server.model import (
+    Account,
+    Device,
+    DeviceBundle,
+    KyberPreKey,
+    NewDevice,
+    OneTimePreKey,
+    PreKeyCounts,
+    SignedPreKey,
+)
+
+
+class RepositoryError(Exception):
+    """Base of the storage errors the services translate into HTTP answers."""
+
+
+class UsernameTakenError(RepositoryError):
+    """The canonical username is already registered."""
+
+
+class TooManyDevicesError(RepositoryError):
+    """All device ids 2..127 of the account are in use."""
+
+
+class NotFoundError(RepositoryError):
+    """The account or device does not exist."""
+
+
+class Repository(Protocol):
+    """Accounts, devices and the key directory."""
+
+    async def migrate(self) -> int:
+        """Apply pending schema migrations; return the schema version now in place."""
+
+    async def close(self) -> None:
+        """Release connections and threads."""
+
+    # --- accounts ---------------------------------------------------------------------------
+    async def create_account(
+        self,
+        account_id: str,
+        username: str,
+        display_username: str,
+        identity_key: bytes,
+        primary: NewDevice,
+        now_ms: int,
+    ) -> Account:
+        """Create an account with its primary device (id 1)."""
+
+    async def get_account(self, account_id: str) -> Account | None:
+        """The account with this id."""
+
+    async def find_account(self, username: str) -> Account | None:
+        """The account with this canonical username."""
+
+    async def delete_account(self, account_id: str) -> bool:
+        """Delete the account, its devices and their keys; False if it did not exist."""
+
+    # --- devices ----------------------------------------------------------------------------
+    async def add_device(self, account_id: str, device: NewDevice, now_ms: int) -> Device:
+        """Register a linked device under the lowest free id >= 2."""
+
+    async def get_device(self, account_id: str, device_id: int) -> Device | None:
+        """One device."""
+
+    async def list_devices(self, account_id: str) -> list[Device]:
+        """The account's devices, by id."""
+
+    async def remove_device(self, account_id: str, device_id: int) -> bool:
+        """Remove a device and its keys; False if it did not exist."""
+
+    # --- keys ---------------------------------------------------------------------------------
+    async def set_signed_prekey(self, account_id: str, device_id: int, key: SignedPreKey) -> None:
+        """Replace the device's signed prekey."""
+
+    async def set_last_resort_kyber(
+        self, account_id: str, device_id: int, key: KyberPreKey
+    ) -> None:
+        """Replace the device's last-resort Kyber prekey."""
+
+    async def add_one_time_prekeys(
+        self, account_id: str, device_id: int, keys: Sequence[OneTimePreKey]
+    ) -> None:
+        """Add one-time EC prekeys (a key id already present is replaced)."""
+
+    async def add_kyber_prekeys(
+        self, account_id: str, device_id: int, keys: Sequence[KyberPreKey]
+    ) -> None:
+        """Add one-time Kyber prekeys (a key id already present is replaced)."""
+
+    async def prekey_counts(self, account_id: str, device_id: int) -> PreKeyCounts:
+        """Unused one-time keys left; (0, 0) for an unknown device."""
+
+    async def take_bundle(self, account_id: str, device_id: int) -> DeviceBundle | None:
+        """A bundle for one device, consuming its one-time keys atomically.
+
+        None if the device does not exist or has no signed prekey or no Kyber prekey at all.
+        """
