@@ -101,3 +101,67 @@ class PreKeyCounts:
 
     one_time_ec: int
     one_time_kyber: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEnvelope:
+    """One device's copy of a message, as the sender submits it.
+
+    ``registration_id`` is the one the sender's session knows for that device; a mismatch
+    means the device was re-registered (stale). ``content`` is opaque ciphertext.
+    """
+
+    account_id: str
+    device_id: int
+    registration_id: int
+    type: int
+    content: bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"OutgoingEnvelope({self.account_id}.{self.device_id}, type={self.type}, "
+            f"{len(self.content)} bytes)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A stored envelope in one device's queue. ``envelope_id`` orders the queue."""
+
+    envelope_id: int
+    account_id: str
+    device_id: int
+    sender_account_id: str
+    sender_device_id: int
+    server_ms: int
+    type: int
+    content: bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"Envelope({self.envelope_id} for {self.account_id}.{self.device_id} from "
+            f"{self.sender_account_id}.{self.sender_device_id}, {len(self.content)} bytes)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceMismatch:
+    """Why a send was refused: the submitted device set differs from an account's devices."""
+
+    account_id: str
+    missing: tuple[int, ...]
+    extra: tuple[int, ...]
+    stale: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A send that is durably stored: one envelope id per target device, and the server time.
+
+    ``duplicate`` is True when the idempotency key had been used: nothing new was stored and
+    the first send's answer is returned.
+    """
+
+    server_ms: int
+    envelope_ids: dict[tuple[str, int], int]
+    duplicate: bool = False

@@ -28,11 +28,15 @@ from veil.server.model import (
     Account,
     Device,
     DeviceBundle,
+    DeviceMismatch,
+    Envelope,
     KyberPreKey,
     NewDevice,
     OneTimePreKey,
+    OutgoingEnvelope,
     PreKeyCounts,
     SignedPreKey,
+    StoredMessage,
 )
 
 
@@ -50,6 +54,15 @@ class TooManyDevicesError(RepositoryError):
 
 class NotFoundError(RepositoryError):
     """The account or device does not exist."""
+
+
+class QueueFullError(RepositoryError):
+    """A target device's queue is at its limit; nothing of the send was stored."""
+
+    def __init__(self, account_id: str, device_id: int) -> None:
+        super().__init__(f"queue of {account_id}.{device_id} is full")
+        self.account_id = account_id
+        self.device_id = device_id
 
 
 class Repository(Protocol):
@@ -122,3 +135,41 @@ class Repository(Protocol):
 
         None if the device does not exist or has no signed prekey or no Kyber prekey at all.
         """
+
+    # --- messages -------------------------------------------------------------------------------
+    async def store_message(
+        self,
+        sender_account_id: str,
+        sender_device_id: int,
+        recipient_account_id: str,
+        envelopes: Sequence[OutgoingEnvelope],
+        idempotency_key: str | None,
+        now_ms: int,
+        max_queue: int,
+    ) -> StoredMessage | list[DeviceMismatch]:
+        """Store one message for every device of the recipient and the sender's other devices.
+
+        In one transaction: if ``idempotency_key`` was already used by this sender, return the
+        first answer (``duplicate=True``) and store nothing. Otherwise check the submitted
+        device set against the current devices of ``recipient_account_id`` (all of them) and,
+        when any envelope targets the sender's own account, of the sender's account (all but
+        the sending device; a send to oneself is the same rule); on any difference return the
+        mismatches (missing / extra / stale registration id) and store nothing. Raise
+        :class:`NotFoundError` for an unknown recipient and :class:`QueueFullError` if a
+        target queue already holds ``max_queue`` envelopes. Otherwise store every envelope and
+        the idempotency answer, commit (durably), and return ids and the server time.
+        """
+
+    async def fetch_envelopes(
+        self, account_id: str, device_id: int, after_id: int, limit: int
+    ) -> list[Envelope]:
+        """Up to ``limit`` queued envelopes of one device with id > ``after_id``, in id order."""
+
+    async def ack_envelopes(self, account_id: str, device_id: int, ids: Sequence[int]) -> int:
+        """Delete these envelopes from this device's queue (others' are untouched); count."""
+
+    async def queue_depth(self, account_id: str, device_id: int) -> int:
+        """How many envelopes the device's queue holds."""
+
+    async def purge_idempotency(self, older_than_ms: int) -> int:
+        """Forget idempotency answers recorded before ``older_than_ms``; count removed."""
