@@ -5,6 +5,15 @@ Subcommands:
 * ``veil selfcheck [--json]`` -- run the protocol core's self-check
   (:data:`veil.core.selfcheck.CHECKS`, a list of ``(name, check)`` pairs where each ``check()``
   raises on failure) and exit 0 when every check passes, 1 otherwise.
+* ``veil server [--host H] [--port P] [--data-dir D] [--database-url URL] [--config FILE]
+  [--log-level L]`` -- run the server (:func:`veil.server.main.run`) until SIGTERM/SIGINT;
+  settings come from defaults < TOML file < ``VEIL_*`` environment < flags
+  (:func:`veil.server.config.load_config`). Exit 0 after a clean stop, 2 on a bad setting,
+  3 when the server cannot start.
+* ``veil server migrate [same options]`` -- apply the database migrations, print the schema
+  version and exit.
+
+The server is imported only inside its handler, so ``veil --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -57,7 +66,73 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print one JSON report instead of progress lines"
     )
     selfcheck.set_defaults(handler=_cmd_selfcheck)
+    _add_server_parser(commands)
     return parser
+
+
+_SERVER_EPILOG = """\
+settings, lowest to highest precedence: defaults, the TOML file (--config or $VEIL_CONFIG;
+keys: host, port, data_dir, database_url, nats_url, log_level), the environment (VEIL_HOST,
+VEIL_PORT, VEIL_DATA_DIR, VEIL_DATABASE_URL, VEIL_NATS_URL, VEIL_LOG_LEVEL), then these flags.
+Without --database-url the data is a SQLite database (WAL) at DATA_DIR/veil.db; the default
+DATA_DIR is ${XDG_DATA_HOME:-~/.local/share}/veil.
+"""
+
+
+def _add_server_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    # In the `migrate` sub-command the flags default to SUPPRESS, so that a flag given before
+    # `migrate` (veil server --port 1 migrate) is not reset by the sub-parser's default.
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--host", default=default, help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=default, help="TCP port to listen on (default 8080)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        dest="data_dir",
+        metavar="DIR",
+        default=default,
+        help="data folder, created with mode 0700 (default ${XDG_DATA_HOME:-~/.local/share}/veil)",
+    )
+    parser.add_argument(
+        "--database-url",
+        dest="database_url",
+        metavar="URL",
+        default=default,
+        help="postgresql://user[:password]@host[:port]/db, or sqlite:///path/to/veil.db"
+        " (default: SQLite at DATA_DIR/veil.db)",
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", default=default, help="TOML settings file (or $VEIL_CONFIG)"
+    )
+    parser.add_argument(
+        "--log-level",
+        dest="log_level",
+        metavar="LEVEL",
+        default=default,
+        help="critical, error, warning, info (default), debug or trace",
+    )
+
+
+def _add_server_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    server = commands.add_parser(
+        "server",
+        help="run the Veil server (or: veil server migrate)",
+        description="Run the Veil server until SIGTERM or Ctrl-C (exit 0 after a clean stop).",
+        epilog=_SERVER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_server_options(server, suppress=False)
+    server.set_defaults(handler=_cmd_server)
+    actions = server.add_subparsers(title="actions", metavar="[migrate]", dest="server_action")
+    migrate = actions.add_parser(
+        "migrate",
+        help="apply the database migrations and exit",
+        description="Apply pending database migrations, print the schema version and exit.",
+        epilog=_SERVER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_server_options(migrate, suppress=True)
 
 
 def load_checks() -> list[tuple[str, Check]]:
@@ -132,6 +207,29 @@ def _cmd_selfcheck(args: argparse.Namespace, out: TextIO) -> int:
     else:
         print(f"all {len(results)} checks passed", file=out)
     return 1 if failed else 0
+
+
+def _cmd_server(args: argparse.Namespace, out: TextIO) -> int:
+    import asyncio  # noqa: PLC0415 - the server loads only when it is asked for
+
+    from veil.server import main as server  # noqa: PLC0415
+    from veil.server.config import ConfigError, load_config  # noqa: PLC0415
+
+    flags = {name: getattr(args, name) for name in ("host", "port", "data_dir", "database_url")}
+    flags["log_level"] = args.log_level
+    try:
+        config = load_config(config_file=args.config, overrides=flags)
+    except ConfigError as exc:
+        print(f"veil server: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.server_action == "migrate":
+            asyncio.run(server.migrate(config, out))
+            return 0
+        return server.run(config, out)
+    except server.StorageUnavailableError as exc:
+        print(f"veil server: {exc}", file=sys.stderr)
+        return server.STARTUP_FAILURE
 
 
 def _print_json(out: TextIO, *, ok: bool, error: str | None, checks: list[CheckResult]) -> None:

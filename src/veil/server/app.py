@@ -20,17 +20,21 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from veil.server import errors
+from veil.server import errors, openapi
 from veil.server.accounts import AccountService, Caller
+from veil.server.delivery import Notifier
 from veil.server.keys import KeyService
+from veil.server.messages import MessageService
 from veil.server.ratelimit import RateLimiter
 from veil.server.repository import Repository
+from veil.server.websocket import WebSocketHub
 from veil.wire import WireError, decode, encode
 from veil.wire.accounts import RegisterRequest
 from veil.wire.errors import ErrorBody
 from veil.wire.keys import KeyUpload
+from veil.wire.messages import SendRequest
 
 log = logging.getLogger("veil.server")
 T = TypeVar("T")
@@ -88,6 +92,120 @@ def _int_param(request: Request, name: str, low: int, high: int) -> int:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+def _guarded(handler: Handler) -> Handler:
+    """Turn :class:`errors.ApiError` into its JSON answer, anything else into a bare 500."""
+
+    async def run(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except errors.ApiError as exc:
+            return _error(exc)
+        except Exception as exc:  # never leak details of an unexpected failure
+            log.error("internal error in %s: %s", request.url.path, type(exc).__name__)
+            return _error(errors.ApiError(500, "internal", "internal server error"))
+
+    return run
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+    return _error(errors.ApiError(status, code, f"{request.method} {request.url.path}: {code}"))
+
+
+class _Api:
+    """The route handlers, over the services."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        clock: Callable[[], float],
+        wall_ms: Callable[[], int],
+        limits: Limits,
+    ) -> None:
+        self.accounts = AccountService(repo, wall_ms)
+        self.keys = KeyService(repo, RateLimiter(*limits.bundles_per_device, clock))
+        self.register_limiter = RateLimiter(*limits.register_per_ip, clock)
+        self.notifier = Notifier()
+        self.messages = MessageService(repo, self.notifier, wall_ms)
+        self.hub = WebSocketHub(self.accounts, repo, self.notifier)
+
+    async def caller(self, request: Request) -> Caller:
+        return await self.accounts.authenticate(request.headers.get("authorization"))
+
+    async def health(self, request: Request) -> Response:
+        return _json({"ok": True})
+
+    async def openapi(self, request: Request) -> Response:
+        return Response(openapi.render(), media_type="application/json")
+
+    async def register(self, request: Request) -> Response:
+        host = request.client.host if request.client else "unknown"
+        wait = self.register_limiter.take(host)
+        if wait:
+            raise errors.rate_limited(round(wait, 3))
+        return _json(await self.accounts.register(await _body(request, RegisterRequest)), 201)
+
+    async def lookup(self, request: Request) -> Response:
+        await self.caller(request)
+        return _json(await self.accounts.lookup(request.path_params["username"]))
+
+    async def account(self, request: Request) -> Response:
+        await self.caller(request)
+        return _json(await self.accounts.get(request.path_params["account_id"]))
+
+    async def delete_account(self, request: Request) -> Response:
+        await self.accounts.delete(await self.caller(request))
+        return Response(status_code=204)
+
+    async def devices(self, request: Request) -> Response:
+        return _json(await self.accounts.devices(await self.caller(request)))
+
+    async def remove_device(self, request: Request) -> Response:
+        who = await self.caller(request)
+        await self.accounts.remove_device(who, _int_param(request, "device_id", 1, 127))
+        return Response(status_code=204)
+
+    async def upload_keys(self, request: Request) -> Response:
+        who = await self.caller(request)
+        return _json(await self.keys.upload(who, await _body(request, KeyUpload)))
+
+    async def key_status(self, request: Request) -> Response:
+        return _json(await self.keys.counts(await self.caller(request)))
+
+    async def bundles(self, request: Request) -> Response:
+        who = await self.caller(request)
+        device = request.path_params.get("device_id")
+        device_id = None if device is None else _int_param(request, "device_id", 1, 127)
+        return _json(await self.keys.bundles(who, request.path_params["account_id"], device_id))
+
+    async def send_message(self, request: Request) -> Response:
+        who = await self.caller(request)
+        body = await _body(request, SendRequest)
+        return _json(await self.messages.send(who, request.path_params["account_id"], body))
+
+    def routes(self) -> list[BaseRoute]:
+        def r(path: str, handler: Handler, method: str) -> Route:
+            return Route(path, _guarded(handler), methods=[method])
+
+        return [
+            r("/v1/health", self.health, "GET"),
+            r("/v1/openapi.json", self.openapi, "GET"),
+            r("/v1/accounts", self.register, "POST"),
+            r("/v1/accounts/me", self.delete_account, "DELETE"),
+            r("/v1/accounts/by-username/{username}", self.lookup, "GET"),
+            r("/v1/accounts/{account_id}", self.account, "GET"),
+            r("/v1/devices", self.devices, "GET"),
+            r("/v1/devices/{device_id}", self.remove_device, "DELETE"),
+            r("/v1/keys", self.upload_keys, "PUT"),
+            r("/v1/keys/status", self.key_status, "GET"),
+            r("/v1/keys/{account_id}", self.bundles, "GET"),
+            r("/v1/keys/{account_id}/{device_id}", self.bundles, "GET"),
+            r("/v1/messages/{account_id}", self.send_message, "PUT"),
+            WebSocketRoute("/v1/websocket", self.hub.endpoint),
+        ]
+
+
 def create_app(
     repo: Repository,
     *,
@@ -97,68 +215,7 @@ def create_app(
     migrate: bool = True,
 ) -> Starlette:
     """The ASGI app over ``repo`` (migrated on startup when ``migrate``; closed on shutdown)."""
-    limits = limits or Limits()
-    accounts = AccountService(repo, wall_ms)
-    keys = KeyService(repo, RateLimiter(*limits.bundles_per_device, clock))
-    register_limiter = RateLimiter(*limits.register_per_ip, clock)
-
-    def guarded(handler: Handler) -> Handler:
-        async def run(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except errors.ApiError as exc:
-                return _error(exc)
-            except Exception as exc:  # never leak details of an unexpected failure
-                log.error("internal error in %s: %s", request.url.path, type(exc).__name__)
-                return _error(errors.ApiError(500, "internal", "internal server error"))
-
-        return run
-
-    async def caller(request: Request) -> Caller:
-        return await accounts.authenticate(request.headers.get("authorization"))
-
-    async def health(request: Request) -> Response:
-        return _json({"ok": True})
-
-    async def register(request: Request) -> Response:
-        host = request.client.host if request.client else "unknown"
-        wait = register_limiter.take(host)
-        if wait:
-            raise errors.rate_limited(round(wait, 3))
-        return _json(await accounts.register(await _body(request, RegisterRequest)), 201)
-
-    async def lookup(request: Request) -> Response:
-        await caller(request)
-        return _json(await accounts.lookup(request.path_params["username"]))
-
-    async def account(request: Request) -> Response:
-        await caller(request)
-        return _json(await accounts.get(request.path_params["account_id"]))
-
-    async def delete_account(request: Request) -> Response:
-        await accounts.delete(await caller(request))
-        return Response(status_code=204)
-
-    async def devices(request: Request) -> Response:
-        return _json(await accounts.devices(await caller(request)))
-
-    async def remove_device(request: Request) -> Response:
-        who = await caller(request)
-        await accounts.remove_device(who, _int_param(request, "device_id", 1, 127))
-        return Response(status_code=204)
-
-    async def upload_keys(request: Request) -> Response:
-        who = await caller(request)
-        return _json(await keys.upload(who, await _body(request, KeyUpload)))
-
-    async def key_status(request: Request) -> Response:
-        return _json(await keys.counts(await caller(request)))
-
-    async def bundles(request: Request) -> Response:
-        who = await caller(request)
-        device = request.path_params.get("device_id")
-        device_id = None if device is None else _int_param(request, "device_id", 1, 127)
-        return _json(await keys.bundles(who, request.path_params["account_id"], device_id))
+    api = _Api(repo, clock, wall_ms, limits or Limits())
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -169,25 +226,6 @@ def create_app(
         finally:
             await repo.close()
 
-    routes = [
-        Route("/v1/health", guarded(health), methods=["GET"]),
-        Route("/v1/accounts", guarded(register), methods=["POST"]),
-        Route("/v1/accounts/me", guarded(delete_account), methods=["DELETE"]),
-        Route("/v1/accounts/by-username/{username}", guarded(lookup), methods=["GET"]),
-        Route("/v1/accounts/{account_id}", guarded(account), methods=["GET"]),
-        Route("/v1/devices", guarded(devices), methods=["GET"]),
-        Route("/v1/devices/{device_id}", guarded(remove_device), methods=["DELETE"]),
-        Route("/v1/keys", guarded(upload_keys), methods=["PUT"]),
-        Route("/v1/keys/status", guarded(key_status), methods=["GET"]),
-        Route("/v1/keys/{account_id}", guarded(bundles), methods=["GET"]),
-        Route("/v1/keys/{account_id}/{device_id}", guarded(bundles), methods=["GET"]),
-    ]
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
-        return _error(errors.ApiError(status, code, f"{request.method} {request.url.path}: {code}"))
-
     return Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
+        routes=api.routes(), lifespan=lifespan, exception_handlers={HTTPException: _http_error}
     )

@@ -5,6 +5,8 @@ the database itself, not by the process: device ids are allocated under a row lo
 account, and one-time prekeys are consumed with ``FOR UPDATE SKIP LOCKED`` so that concurrent
 bundle fetches never get the same key and never wait for each other.
 
+The message store is in :mod:`veil.server.postgres_messages`.
+
 Usage::
 
     repo = await PostgresRepository.connect("postgresql://veil@db/veil")
@@ -20,7 +22,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from veil.server import migrations
+from veil.server import migrations, postgres_messages
 from veil.server.model import (
     MAX_DEVICE_ID,
     MIN_DEVICE_ID,
@@ -28,11 +30,15 @@ from veil.server.model import (
     Account,
     Device,
     DeviceBundle,
+    DeviceMismatch,
+    Envelope,
     KyberPreKey,
     NewDevice,
     OneTimePreKey,
+    OutgoingEnvelope,
     PreKeyCounts,
     SignedPreKey,
+    StoredMessage,
 )
 from veil.server.repository import (
     NotFoundError,
@@ -471,3 +477,51 @@ class PostgresRepository:
             return None
         row = await self._db.fetchrow(_TAKE_BUNDLE, account_id, device_id)
         return None if row is None else _bundle(device_id, row)
+
+    # --- messages -------------------------------------------------------------------------------
+    async def store_message(
+        self,
+        sender_account_id: str,
+        sender_device_id: int,
+        recipient_account_id: str,
+        envelopes: Sequence[OutgoingEnvelope],
+        idempotency_key: str | None,
+        now_ms: int,
+        max_queue: int,
+    ) -> StoredMessage | list[DeviceMismatch]:
+        """Store one message for the checked device set (see :mod:`.postgres_messages`)."""
+        async with self._db.acquire() as conn:
+            return await postgres_messages.store_message(
+                conn,
+                sender_account_id,
+                sender_device_id,
+                recipient_account_id,
+                envelopes,
+                idempotency_key,
+                now_ms,
+                max_queue,
+            )
+
+    async def fetch_envelopes(
+        self, account_id: str, device_id: int, after_id: int, limit: int
+    ) -> list[Envelope]:
+        """Up to ``limit`` queued envelopes of one device with id > ``after_id``, in id order."""
+        async with self._db.acquire() as conn:
+            return await postgres_messages.fetch_envelopes(
+                conn, account_id, device_id, after_id, limit
+            )
+
+    async def ack_envelopes(self, account_id: str, device_id: int, ids: Sequence[int]) -> int:
+        """Delete these envelopes from this device's queue (others' are untouched); count."""
+        async with self._db.acquire() as conn:
+            return await postgres_messages.ack_envelopes(conn, account_id, device_id, ids)
+
+    async def queue_depth(self, account_id: str, device_id: int) -> int:
+        """How many envelopes the device's queue holds."""
+        async with self._db.acquire() as conn:
+            return await postgres_messages.queue_depth(conn, account_id, device_id)
+
+    async def purge_idempotency(self, older_than_ms: int) -> int:
+        """Forget idempotency answers recorded before ``older_than_ms``; count removed."""
+        async with self._db.acquire() as conn:
+            return await postgres_messages.purge_idempotency(conn, older_than_ms)

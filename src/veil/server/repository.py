@@ -156,7 +156,8 @@ class Repository(Protocol):
         the sending device; a send to oneself is the same rule); on any difference return the
         mismatches (missing / extra / stale registration id) and store nothing. Raise
         :class:`NotFoundError` for an unknown recipient and :class:`QueueFullError` if a
-        target queue already holds ``max_queue`` envelopes. Otherwise store every envelope and
+        target queue already holds ``max_queue`` envelopes, and ``ValueError`` for two envelopes
+        to one device (the services refuse that first). Otherwise store every envelope and
         the idempotency answer, commit (durably), and return ids and the server time.
         """
 

@@ -17,18 +17,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, TypeVar
 
-from veil.server import migrations
+from veil.server import migrations, sqlite_messages
 from veil.server.model import (
     MAX_DEVICE_ID,
     PRIMARY_DEVICE_ID,
     Account,
     Device,
     DeviceBundle,
+    DeviceMismatch,
+    Envelope,
     KyberPreKey,
     NewDevice,
     OneTimePreKey,
+    OutgoingEnvelope,
     PreKeyCounts,
     SignedPreKey,
+    StoredMessage,
 )
 from veil.server.repository import (
     NotFoundError,
@@ -194,6 +198,48 @@ class SqliteRepository:
     async def take_bundle(self, account_id: str, device_id: int) -> DeviceBundle | None:
         """A bundle for one device, consuming its one-time keys atomically."""
         return await self._write(lambda conn: _take_bundle(conn, account_id, device_id))
+
+    # --- messages (the SQL work is in sqlite_messages) -----------------------------------------
+    async def store_message(
+        self,
+        sender_account_id: str,
+        sender_device_id: int,
+        recipient_account_id: str,
+        envelopes: Sequence[OutgoingEnvelope],
+        idempotency_key: str | None,
+        now_ms: int,
+        max_queue: int,
+    ) -> StoredMessage | list[DeviceMismatch]:
+        """Check the device set and store one message, in one transaction."""
+        store = sqlite_messages.store_message
+        sender, recipient, key = sender_account_id, recipient_account_id, idempotency_key
+        return await self._write(
+            lambda conn: store(
+                conn, sender, sender_device_id, recipient, envelopes, key, now_ms, max_queue
+            )
+        )
+
+    async def fetch_envelopes(
+        self, account_id: str, device_id: int, after_id: int, limit: int
+    ) -> list[Envelope]:
+        """Up to ``limit`` queued envelopes with id > ``after_id``, in id order."""
+        fetch = sqlite_messages.fetch_envelopes
+        return await self._read(lambda conn: fetch(conn, account_id, device_id, after_id, limit))
+
+    async def ack_envelopes(self, account_id: str, device_id: int, ids: Sequence[int]) -> int:
+        """Delete these envelopes from this device's queue; how many were deleted."""
+        ack = sqlite_messages.ack_envelopes
+        return await self._write(lambda conn: ack(conn, account_id, device_id, ids))
+
+    async def queue_depth(self, account_id: str, device_id: int) -> int:
+        """How many envelopes the device's queue holds."""
+        depth = sqlite_messages.queue_depth
+        return await self._read(lambda conn: depth(conn, account_id, device_id))
+
+    async def purge_idempotency(self, older_than_ms: int) -> int:
+        """Forget idempotency answers recorded before ``older_than_ms``."""
+        purge = sqlite_messages.purge_idempotency
+        return await self._write(lambda conn: purge(conn, older_than_ms))
 
 
 # --- work run on the database thread, inside a transaction ----------------------------------

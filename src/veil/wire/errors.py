@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 
@@ -10,4 +12,4 @@ class ErrorBody(msgspec.Struct, frozen=True):
 
     error: str
     message: str
-    details: dict[str, object] = msgspec.field(default_factory=dict)
+    details: dict[str, Any] = msgspec.field(default_factory=dict)

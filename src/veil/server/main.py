@@ -1,0 +1,158 @@
+"""Starting the server: open the configured repository, migrate, serve with uvicorn.
+
+:func:`run` is ``veil server``; :func:`migrate` is ``veil server migrate``. Both first print
+where the data lives (never a password). The repository is opened inside the event loop that
+serves the app, because an asyncpg pool belongs to the loop that created it.
+
+PostgreSQL mode is single-process for now: the NATS fan-out between server processes
+(ARCHITECTURE.md section 4) is not implemented yet, so ``nats_url`` only draws a warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Literal, TextIO
+
+import asyncpg
+import uvicorn
+
+from veil.server.app import create_app
+from veil.server.config import ServerConfig
+from veil.server.postgres_repo import PostgresRepository
+from veil.server.repository import Repository
+from veil.server.sqlite_repo import SqliteRepository
+
+STARTUP_FAILURE = 3
+"""Exit code when the server could not start (port taken, database unreachable, ...)."""
+
+
+class StorageUnavailableError(Exception):
+    """The database cannot be opened or reached; the message says which and why."""
+
+
+async def open_repository(config: ServerConfig) -> Repository:
+    """The configured repository, ready to use (not migrated).
+
+    SQLite: creates the data folder (mode 0700) if missing. PostgreSQL: connects the pool.
+    """
+    path = config.sqlite_path
+    if path is not None:
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageUnavailableError(
+                f"cannot create the data folder {path.parent}: {exc.strerror or exc}"
+            ) from None
+        return SqliteRepository(path)
+    assert config.database_url is not None
+    try:
+        return await PostgresRepository.connect(config.database_url)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StorageUnavailableError(
+            f"cannot connect to {config.storage_description()}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+async def migrate(config: ServerConfig, out: TextIO | None = None) -> int:
+    """Apply pending migrations; print and return the schema version."""
+    out = sys.stdout if out is None else out
+    print(f"Veil server: {config.storage_description()}", file=out, flush=True)
+    repo = await open_repository(config)
+    try:
+        version = await _migrate(repo, config)
+    finally:
+        await repo.close()
+    print(f"schema version {version}", file=out, flush=True)
+    return version
+
+
+async def _migrate(repo: Repository, config: ServerConfig) -> int:
+    try:
+        return await repo.migrate()
+    except (sqlite3.Error, OSError) as exc:
+        raise StorageUnavailableError(
+            f"cannot migrate {config.storage_description()}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _ws_implementation() -> Literal["websockets-sansio", "auto"]:
+    try:
+        import uvicorn.protocols.websockets.websockets_sansio_impl  # noqa: F401, PLC0415
+    except ImportError:
+        return "auto"
+    return "websockets-sansio"
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (what uvicorn's ``loop="auto"`` picks), else asyncio's."""
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def warnings_for(config: ServerConfig) -> list[str]:
+    """Start-up warnings about settings that have no effect yet."""
+    if config.nats_url is None:
+        return []
+    return [
+        "nats_url is set, but NATS fan-out between server processes is not implemented yet:"
+        " run a single server process"
+    ]
+
+
+def run(config: ServerConfig, out: TextIO | None = None) -> int:
+    """Serve the API until SIGTERM or SIGINT; return the exit code (0 after a clean stop)."""
+    out = sys.stdout if out is None else out
+    print(f"Veil server: {config.storage_description()}", file=out)
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    print(f"Veil server: listening on http://{host}:{config.port}", file=out, flush=True)
+    for warning in warnings_for(config):
+        print(f"Veil server: warning: {warning}", file=sys.stderr, flush=True)
+
+    # uvicorn handles SIGTERM/SIGINT while it serves (graceful shutdown), then re-raises the
+    # signal with the handler it found. Ours makes that re-raise a no-op, so a clean stop
+    # exits 0; before uvicorn takes over, a signal stops the start-up at once.
+    serving = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if not serving:
+            raise KeyboardInterrupt
+
+    handled = [signal.SIGINT, signal.SIGTERM]
+    previous = {sig: signal.signal(sig, on_signal) for sig in handled}
+
+    async def serve() -> bool:
+        nonlocal serving
+        repo = await open_repository(config)
+        try:
+            app = create_app(repo)
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    app,
+                    host=config.host,
+                    port=config.port,
+                    log_level=config.log_level,
+                    ws=_ws_implementation(),
+                    lifespan="on",
+                )
+            )
+            serving = True
+            await server.serve()
+            return server.started
+        finally:
+            await repo.close()  # idempotent: the app's lifespan closes it on a normal stop
+
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            started = runner.run(serve())
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if started else STARTUP_FAILURE

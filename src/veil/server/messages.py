@@ -1,0 +1,78 @@
+"""Sending: validate a send, store it durably (one transaction), then wake the targets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from veil.server import errors
+from veil.server.accounts import Caller
+from veil.server.delivery import Notifier
+from veil.server.model import OutgoingEnvelope, StoredMessage
+from veil.server.repository import NotFoundError, QueueFullError, Repository
+from veil.wire.messages import Mismatch, SendRequest, SendResponse, StoredEnvelope
+
+MAX_QUEUE: Final = 10_000
+"""Envelopes one device may have waiting; a send to a full queue is refused (429)."""
+
+
+class MessageService:
+    """The send path: ``PUT /v1/messages/{account_id}``."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        notifier: Notifier,
+        now_ms: Callable[[], int],
+        max_queue: int = MAX_QUEUE,
+    ) -> None:
+        self.repo = repo
+        self.notifier = notifier
+        self.now_ms = now_ms
+        self.max_queue = max_queue
+
+    async def send(self, caller: Caller, recipient: str, req: SendRequest) -> SendResponse:
+        """Store the envelopes (or refuse with the device mismatch) and notify the targets."""
+        targets = [(e.account_id or recipient, e.device_id) for e in req.envelopes]
+        if len(set(targets)) != len(targets):
+            raise errors.bad_request("two envelopes for the same device")
+        envelopes = [
+            OutgoingEnvelope(
+                e.account_id or recipient, e.device_id, e.registration_id, e.type, e.content
+            )
+            for e in req.envelopes
+        ]
+        try:
+            result = await self.repo.store_message(
+                caller.account_id,
+                caller.device_id,
+                recipient,
+                envelopes,
+                req.idempotency_key,
+                self.now_ms(),
+                self.max_queue,
+            )
+        except NotFoundError:
+            raise errors.not_found("recipient") from None
+        except QueueFullError as exc:
+            raise errors.ApiError(
+                429,
+                "queue_full",
+                "a recipient device has too many undelivered messages; retry later",
+                {"account_id": exc.account_id, "device_id": exc.device_id},
+            ) from None
+        if not isinstance(result, StoredMessage):
+            mismatches = [
+                Mismatch(m.account_id, list(m.missing), list(m.extra), list(m.stale))
+                for m in result
+            ]
+            raise errors.ApiError(
+                409,
+                "device_mismatch",
+                "the device list changed: refetch keys for the listed devices and resend",
+                {"mismatches": mismatches},
+            )
+        if not result.duplicate:
+            self.notifier.notify(result.envelope_ids)
+        stored = [StoredEnvelope(a, d, i) for (a, d), i in sorted(result.envelope_ids.items())]
+        return SendResponse(result.server_ms, stored, result.duplicate)

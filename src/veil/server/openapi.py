@@ -1,0 +1,129 @@
+"""The OpenAPI 3.1 description of ``/v1``, generated from the wire schemas.
+
+Served at ``GET /v1/openapi.json`` and checked in as ``docs/openapi.json`` (a test keeps the
+two equal: regenerate with ``python -m veil.server.openapi > docs/openapi.json``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+import veil
+from veil.wire.accounts import AccountInfo, DeviceList, RegisterRequest, RegisterResponse
+from veil.wire.errors import ErrorBody
+from veil.wire.keys import BundleResponse, KeyCounts, KeyUpload
+from veil.wire.messages import SendRequest, SendResponse
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One route: method, path, summary, body and answer types, whether it authenticates."""
+
+    method: str
+    path: str
+    summary: str
+    body: type | None
+    answer: type | None
+    status: int = 200
+    auth: bool = True
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("get", "/v1/health", "Liveness", None, None, auth=False),
+    Operation(
+        "post",
+        "/v1/accounts",
+        "Register an account and its primary device",
+        RegisterRequest,
+        RegisterResponse,
+        201,
+        auth=False,
+    ),
+    Operation("delete", "/v1/accounts/me", "Delete the account", None, None, 204),
+    Operation(
+        "get", "/v1/accounts/by-username/{username}", "Look up an account", None, AccountInfo
+    ),
+    Operation("get", "/v1/accounts/{account_id}", "An account by id", None, AccountInfo),
+    Operation("get", "/v1/devices", "The account's devices", None, DeviceList),
+    Operation("delete", "/v1/devices/{device_id}", "Remove a linked device", None, None, 204),
+    Operation("put", "/v1/keys", "Upload prekeys for the calling device", KeyUpload, KeyCounts),
+    Operation("get", "/v1/keys/status", "One-time keys left", None, KeyCounts),
+    Operation("get", "/v1/keys/{account_id}", "Bundles for all devices", None, BundleResponse),
+    Operation(
+        "get",
+        "/v1/keys/{account_id}/{device_id}",
+        "Bundle for one device",
+        None,
+        BundleResponse,
+    ),
+    Operation(
+        "put",
+        "/v1/messages/{account_id}",
+        "Send one message as per-device envelopes",
+        SendRequest,
+        SendResponse,
+    ),
+)
+
+
+def _params(path: str) -> list[dict[str, Any]]:
+    names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+    return [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
+    ]
+
+
+def build() -> dict[str, Any]:
+    """The OpenAPI document."""
+    types = [t for op in OPERATIONS for t in (op.body, op.answer) if t is not None]
+    (schemas_for, components) = msgspec.json.schema_components(
+        [*types, ErrorBody], ref_template="#/components/schemas/{name}"
+    )
+    ref = dict(zip([*types, ErrorBody], schemas_for, strict=True))
+    error = {"description": "refused", "content": {"application/json": {"schema": ref[ErrorBody]}}}
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        ok: dict[str, Any] = {"description": "success"}
+        if op.answer is not None:
+            ok["content"] = {"application/json": {"schema": ref[op.answer]}}
+        entry: dict[str, Any] = {
+            "summary": op.summary,
+            "parameters": _params(op.path),
+            "responses": {str(op.status): ok, "4XX": error},
+        }
+        if op.body is not None:
+            entry["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref[op.body]}},
+            }
+        if op.auth:
+            entry["security"] = [{"device": []}]
+        paths.setdefault(op.path, {})[op.method] = entry
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Veil server API", "version": veil.__version__},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "device": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "user = <account_id>.<device_id>, password = credential",
+                }
+            },
+        },
+    }
+
+
+def render() -> str:
+    """The document as stable, pretty JSON (what ``docs/openapi.json`` holds)."""
+    return json.dumps(build(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")

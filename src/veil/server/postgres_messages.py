@@ -1,0 +1,330 @@
+"""The message store of :class:`veil.server.postgres_repo.PostgresRepository` (asyncpg).
+
+Functions take an asyncpg connection (or pool); the repository methods call them.
+
+:func:`store_message` is one SQL statement, hence one round trip and one atomic, durably
+committed transaction (``synchronous_commit`` as configured). Inside it, in this order:
+
+* the earlier answer under the idempotency key, if one is visible, wins and nothing else runs;
+* the checked accounts' rows (the recipient, and the sender when any envelope targets it) and
+  then their devices are locked ``FOR KEY SHARE``: a concurrent ``remove_device`` or
+  ``delete_account`` either waits for this send (and its cascade then drops the new envelopes)
+  or has committed, and the locking read skips the deleted rows (the send sees a mismatch or
+  an unknown recipient). ``add_device`` is not blocked (its ``FOR NO KEY UPDATE`` does not
+  conflict): a device it commits after this statement's snapshot did not exist for this send,
+  which is equivalent to the send happening first. Accounts are locked before devices, in id
+  order, like a deletion, so no lock cycle forms with it;
+* the submitted ``(account, device, registration id)`` set is compared with the expected one,
+  and each target queue is counted (up to ``max_queue`` rows);
+* if everything holds, envelope ids are drawn from the sequence, the idempotency row is
+  inserted with ``ON CONFLICT DO NOTHING``, and the envelopes are inserted only if that row was
+  (or no key was given).
+
+Two concurrent sends with one key: the second one's idempotency insert waits for the first
+transaction; when that commits, the insert does nothing, so the second stores nothing and
+re-reads the first answer in a second statement (a fresh snapshot) and returns it as a
+duplicate. If the first aborts, the second's insert proceeds and it stores its own copy.
+The queue limit is checked without serializing senders, so concurrent sends to one device
+may together overshoot ``max_queue`` by a few envelopes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import asyncpg
+
+from veil.server.model import (
+    MAX_DEVICE_ID,
+    MIN_DEVICE_ID,
+    DeviceMismatch,
+    Envelope,
+    OutgoingEnvelope,
+    StoredMessage,
+)
+from veil.server.repository import NotFoundError, QueueFullError
+
+__all__ = [
+    "ack_envelopes",
+    "fetch_envelopes",
+    "purge_idempotency",
+    "queue_depth",
+    "store_message",
+]
+
+#: How often a send is retried after a deadlock or a vanished idempotency answer.
+_ATTEMPTS: Final = 3
+
+# $1 sender account, $2 sender device, $3 recipient, $4..$8 the envelopes as parallel arrays
+# (account, device, registration id, type, content), $9 idempotency key (or NULL), $10 now,
+# $11 max_queue. Non-data-modifying CTEs run only when (and once) referenced; the scalar
+# subqueries are InitPlans, evaluated before the scans that use them, so ``acc`` locks the
+# accounts before ``cur`` locks their devices.
+_STORE: Final = """
+WITH sub AS (
+    SELECT u.a, u.d, u.r, u.t, u.c
+    FROM unnest($4::text[], $5::bigint[], $6::bigint[], $7::int[], $8::bytea[])
+        AS u(a, d, r, t, c)
+), prev AS (
+    SELECT server_ms, account_ids, device_ids, envelope_ids FROM idempotency
+    WHERE $9::text IS NOT NULL AND sender_account_id = $1::text AND idem_key = $9::text
+), acc AS (
+    SELECT account_id FROM accounts
+    WHERE account_id = ANY (ARRAY[
+            $3::text,
+            CASE WHEN EXISTS (SELECT FROM sub WHERE a = $1::text) THEN $1::text END])
+      AND NOT EXISTS (SELECT FROM prev)
+    ORDER BY account_id
+    FOR KEY SHARE
+), cur AS (
+    SELECT account_id AS a, device_id::bigint AS d, registration_id AS r FROM devices
+    WHERE account_id = ANY ((SELECT array_agg(account_id) FROM acc)::text[])
+      AND NOT (account_id = $1::text AND device_id = $2::int)
+    ORDER BY account_id, device_id
+    FOR KEY SHARE
+), verdict AS (
+    SELECT EXISTS (SELECT FROM prev) AS dup,
+           EXISTS (SELECT FROM acc WHERE account_id = $3::text) AS found,
+           NOT EXISTS (
+               SELECT FROM sub FULL JOIN cur ON sub.a = cur.a AND sub.d = cur.d AND sub.r = cur.r
+               WHERE sub.a IS NULL OR cur.a IS NULL) AS match
+), full_queue AS (
+    SELECT a, d FROM sub
+    WHERE (SELECT count(*) FROM (
+              SELECT FROM envelopes AS e WHERE e.account_id = sub.a AND e.device_id = sub.d
+              LIMIT $11::int) AS q) >= $11::int
+    ORDER BY a, d
+    LIMIT 1
+), ok AS (
+    SELECT NOT dup AND found AND match AND NOT EXISTS (SELECT FROM full_queue) AS ok
+    FROM verdict
+), ids AS (
+    SELECT nextval('envelopes_envelope_id_seq') AS id, a, d, t, c FROM sub
+    WHERE (SELECT ok FROM ok)
+), idem AS (
+    INSERT INTO idempotency (sender_account_id, idem_key, created_ms, server_ms,
+                             account_ids, device_ids, envelope_ids)
+    SELECT $1::text, $9::text, $10::bigint, $10::bigint,
+           coalesce(array_agg(a ORDER BY id), '{}'),
+           coalesce(array_agg(d::smallint ORDER BY id), '{}'),
+           coalesce(array_agg(id ORDER BY id), '{}')
+    FROM ids
+    HAVING $9::text IS NOT NULL AND (SELECT ok FROM ok)
+    ON CONFLICT (sender_account_id, idem_key) DO NOTHING
+    RETURNING true
+), env AS (
+    INSERT INTO envelopes (envelope_id, account_id, device_id, sender_account_id,
+                           sender_device_id, server_ms, type, content)
+    SELECT id, a, d::smallint, $1::text, $2::int, $10::bigint, t, c FROM ids
+    WHERE $9::text IS NULL OR EXISTS (SELECT FROM idem)
+    RETURNING envelope_id
+)
+SELECT v.dup, v.found, v.match, o.ok,
+       EXISTS (SELECT FROM idem) AS idem_inserted,
+       (SELECT count(*) FROM env) AS stored,
+       f.a AS full_a, f.d AS full_d,
+       p.server_ms AS prev_ms, p.account_ids AS prev_accounts, p.device_ids AS prev_devices,
+       p.envelope_ids AS prev_ids,
+       i.accounts AS new_accounts, i.devices AS new_devices, i.ids AS new_ids,
+       c.accounts AS cur_accounts, c.devices AS cur_devices, c.regs AS cur_regs
+FROM verdict AS v
+CROSS JOIN ok AS o
+CROSS JOIN (SELECT array_agg(a) AS accounts, array_agg(d) AS devices, array_agg(id) AS ids
+            FROM ids) AS i
+CROSS JOIN (SELECT array_agg(a) AS accounts, array_agg(d) AS devices, array_agg(r) AS regs
+            FROM cur WHERE NOT (SELECT match FROM verdict)) AS c
+LEFT JOIN prev AS p ON true
+LEFT JOIN full_queue AS f ON v.match AND v.found"""
+
+_SELECT_ANSWER: Final = (
+    "SELECT server_ms, account_ids, device_ids, envelope_ids FROM idempotency"
+    " WHERE sender_account_id = $1 AND idem_key = $2"
+)
+
+
+def _valid_device_id(device_id: int) -> bool:
+    return MIN_DEVICE_ID <= device_id <= MAX_DEVICE_ID
+
+
+def _answer(
+    server_ms: Any, accounts: Any, devices: Any, ids: Any, *, duplicate: bool
+) -> StoredMessage:
+    return StoredMessage(
+        server_ms=int(server_ms),
+        envelope_ids={
+            (str(a), int(d)): int(i)
+            for a, d, i in zip(accounts or (), devices or (), ids or (), strict=True)
+        },
+        duplicate=duplicate,
+    )
+
+
+def _mismatches(
+    sender_account_id: str,
+    recipient_account_id: str,
+    envelopes: Sequence[OutgoingEnvelope],
+    row: Any,
+) -> list[DeviceMismatch]:
+    """The per-account differences, from the devices the statement found (and locked)."""
+    checked = {recipient_account_id}
+    if any(e.account_id == sender_account_id for e in envelopes):
+        checked.add(sender_account_id)
+    expected: dict[str, dict[int, int]] = {account: {} for account in checked}
+    for a, d, r in zip(
+        row["cur_accounts"] or (), row["cur_devices"] or (), row["cur_regs"] or (), strict=True
+    ):
+        expected[str(a)][int(d)] = int(r)
+    submitted: dict[str, dict[int, int]] = {}
+    for e in envelopes:
+        submitted.setdefault(e.account_id, {})[e.device_id] = e.registration_id
+    result = []
+    for account in sorted(checked | submitted.keys()):
+        sent = submitted.get(account, {})
+        if account not in checked:
+            result.append(DeviceMismatch(account, (), tuple(sorted(sent)), ()))
+            continue
+        have = expected[account]
+        missing = tuple(sorted(have.keys() - sent.keys()))
+        extra = tuple(sorted(sent.keys() - have.keys()))
+        stale = tuple(sorted(d for d in sent.keys() & have.keys() if sent[d] != have[d]))
+        if missing or extra or stale:
+            result.append(DeviceMismatch(account, missing, extra, stale))
+    return result
+
+
+async def store_message(
+    conn: Any,
+    sender_account_id: str,
+    sender_device_id: int,
+    recipient_account_id: str,
+    envelopes: Sequence[OutgoingEnvelope],
+    idempotency_key: str | None,
+    now_ms: int,
+    max_queue: int,
+) -> StoredMessage | list[DeviceMismatch]:
+    """See :meth:`veil.server.repository.Repository.store_message` and the module docstring.
+
+    Raises :class:`ValueError` if two envelopes target the same device.
+    """
+    targets = {(e.account_id, e.device_id) for e in envelopes}
+    if len(targets) != len(envelopes):
+        raise ValueError("two envelopes target the same device")
+    args = (
+        sender_account_id,
+        sender_device_id,
+        recipient_account_id,
+        [e.account_id for e in envelopes],
+        [e.device_id for e in envelopes],
+        [e.registration_id for e in envelopes],
+        [e.type for e in envelopes],
+        [e.content for e in envelopes],
+        idempotency_key,
+        now_ms,
+        max_queue,
+    )
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            row = await conn.fetchrow(_STORE, *args)
+        except asyncpg.DeadlockDetectedError:
+            if attempt == _ATTEMPTS:
+                raise
+            continue
+        except asyncpg.ForeignKeyViolationError:
+            # only the sender's account can vanish under the statement's locks
+            raise NotFoundError(sender_account_id) from None
+        if row["dup"]:
+            return _answer(
+                row["prev_ms"],
+                row["prev_accounts"],
+                row["prev_devices"],
+                row["prev_ids"],
+                duplicate=True,
+            )
+        if not row["found"]:
+            raise NotFoundError(recipient_account_id)
+        if not row["match"]:
+            mismatches = _mismatches(sender_account_id, recipient_account_id, envelopes, row)
+            if not mismatches:  # pragma: no cover - the SQL and this function disagree
+                raise RuntimeError("device check failed without a difference")
+            return mismatches
+        if row["full_a"] is not None:
+            raise QueueFullError(str(row["full_a"]), int(row["full_d"]))
+        if idempotency_key is None or row["idem_inserted"]:
+            return _answer(
+                now_ms, row["new_accounts"], row["new_devices"], row["new_ids"], duplicate=False
+            )
+        # A concurrent send with this key committed first: its answer is visible now.
+        first = await conn.fetchrow(_SELECT_ANSWER, sender_account_id, idempotency_key)
+        if first is not None:
+            return _answer(
+                first["server_ms"],
+                first["account_ids"],
+                first["device_ids"],
+                first["envelope_ids"],
+                duplicate=True,
+            )
+        # ... and was purged in between: try again.
+    raise RuntimeError("store_message did not settle")  # pragma: no cover
+
+
+async def fetch_envelopes(
+    conn: Any, account_id: str, device_id: int, after_id: int, limit: int
+) -> list[Envelope]:
+    """Up to ``limit`` envelopes of one device with id > ``after_id``, in id order."""
+    if limit <= 0 or not _valid_device_id(device_id):
+        return []
+    rows = await conn.fetch(
+        "SELECT envelope_id, sender_account_id, sender_device_id, server_ms, type, content"
+        " FROM envelopes WHERE account_id = $1 AND device_id = $2 AND envelope_id > $3"
+        " ORDER BY envelope_id LIMIT $4",
+        account_id,
+        device_id,
+        after_id,
+        limit,
+    )
+    return [
+        Envelope(
+            envelope_id=int(row["envelope_id"]),
+            account_id=account_id,
+            device_id=device_id,
+            sender_account_id=str(row["sender_account_id"]),
+            sender_device_id=int(row["sender_device_id"]),
+            server_ms=int(row["server_ms"]),
+            type=int(row["type"]),
+            content=bytes(row["content"]),
+        )
+        for row in rows
+    ]
+
+
+async def ack_envelopes(conn: Any, account_id: str, device_id: int, ids: Sequence[int]) -> int:
+    """Delete these envelopes from this device's queue only; how many were deleted."""
+    if not ids or not _valid_device_id(device_id):
+        return 0
+    status = await conn.execute(
+        "DELETE FROM envelopes"
+        " WHERE account_id = $1 AND device_id = $2 AND envelope_id = ANY ($3::bigint[])",
+        account_id,
+        device_id,
+        list(ids),
+    )
+    return int(status.rpartition(" ")[2])
+
+
+async def queue_depth(conn: Any, account_id: str, device_id: int) -> int:
+    """How many envelopes the device's queue holds."""
+    if not _valid_device_id(device_id):
+        return 0
+    count = await conn.fetchval(
+        "SELECT count(*) FROM envelopes WHERE account_id = $1 AND device_id = $2",
+        account_id,
+        device_id,
+    )
+    return int(count)
+
+
+async def purge_idempotency(conn: Any, older_than_ms: int) -> int:
+    """Forget idempotency answers created before ``older_than_ms``; how many."""
+    status = await conn.execute("DELETE FROM idempotency WHERE created_ms < $1", older_than_ms)
+    return int(status.rpartition(" ")[2])

@@ -1,0 +1,98 @@
+"""Messages: the per-device envelopes of one send, and what a device receives.
+
+HTTP ``PUT /v1/messages/{account_id}`` carries a :class:`SendRequest` (JSON); the device's
+WebSocket carries :class:`Frame` values as MessagePack.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+
+from veil.wire.types import AccountId, DeviceId, RegistrationId
+
+MAX_CONTENT: Final = 256 * 1024
+"""Largest ciphertext of one envelope (bigger payloads go through attachments)."""
+MAX_ENVELOPES: Final = 256
+"""At most this many envelopes in one send (127 devices each for recipient and sender)."""
+
+EnvelopeType = Annotated[int, msgspec.Meta(ge=1, le=255)]
+IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class OutgoingEnvelopeIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One device's copy. ``account_id`` defaults to the recipient; the sender's own account
+    id marks a copy for one of the sender's other devices."""
+
+    device_id: DeviceId
+    registration_id: RegistrationId
+    type: EnvelopeType
+    content: Annotated[bytes, msgspec.Meta(max_length=MAX_CONTENT)]
+    account_id: AccountId | None = None
+
+
+class SendRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One message for every device of the recipient (and of the sender, for sync)."""
+
+    envelopes: Annotated[list[OutgoingEnvelopeIn], msgspec.Meta(max_length=MAX_ENVELOPES)]
+    idempotency_key: IdempotencyKey | None = None
+
+
+class StoredEnvelope(msgspec.Struct, frozen=True):
+    """Where one copy was stored."""
+
+    account_id: AccountId
+    device_id: DeviceId
+    envelope_id: int
+
+
+class SendResponse(msgspec.Struct, frozen=True):
+    """The send is durably stored; ``duplicate`` if the idempotency key had been used."""
+
+    server_ms: int
+    envelopes: list[StoredEnvelope]
+    duplicate: bool
+
+
+class Mismatch(msgspec.Struct, frozen=True):
+    """Device ids of one account the sender must add, drop, or refresh (new session)."""
+
+    account_id: AccountId
+    missing: list[int]
+    extra: list[int]
+    stale: list[int]
+
+
+class EnvelopeOut(msgspec.Struct, frozen=True, array_like=True):
+    """An envelope as a device receives it."""
+
+    envelope_id: int
+    sender_account_id: str
+    sender_device_id: int
+    server_ms: int
+    type: int
+    content: bytes
+
+
+class Deliver(msgspec.Struct, frozen=True, tag="env", array_like=True):
+    """Server -> device: queued envelopes, in queue order."""
+
+    envelopes: list[EnvelopeOut]
+
+
+class QueueEmpty(msgspec.Struct, frozen=True, tag="empty", array_like=True):
+    """Server -> device: everything queued so far has been delivered."""
+
+
+class Ack(msgspec.Struct, frozen=True, tag="ack", array_like=True):
+    """Device -> server: these envelopes are processed; delete them."""
+
+    envelope_ids: Annotated[list[int], msgspec.Meta(max_length=1024)]
+
+
+ServerFrame = Deliver | QueueEmpty
+ClientFrame = Ack
+CLOSE_REPLACED: Final = 4000
+"""WebSocket close code: the same device connected again elsewhere."""
+CLOSE_POLICY: Final = 1008
