@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from veil.server.config import ConfigError, ServerConfig, load_config, redact_url
-from veil.server.main import warnings_for
+from veil.server.main import uses_nats, warnings_for
 
 from .conftest import _drop_postgres_database, _fresh_postgres_database
 
@@ -303,10 +303,17 @@ def test_help_does_not_import_the_server() -> None:
     assert result.stdout.strip() == "[]"
 
 
-def test_nats_url_draws_a_warning() -> None:
+def test_nats_url_with_sqlite_draws_a_warning() -> None:
     config = load_config(env={**CLEAN_ENV, "VEIL_NATS_URL": "nats://127.0.0.1:4222"})
     assert warnings_for(config) == [
-        "nats_url is set, but NATS fan-out between server processes is not implemented yet:"
-        " run a single server process"
+        "nats_url is ignored with SQLite: several server processes need a shared PostgreSQL"
+        " database (database_url)"
     ]
+    assert not uses_nats(config)
     assert warnings_for(load_config(env=CLEAN_ENV)) == []
+    postgres = load_config(
+        env={**CLEAN_ENV, "VEIL_NATS_URL": "nats://127.0.0.1:4222"},
+        overrides={"database_url": "postgresql://veil@db/veil"},
+    )
+    assert warnings_for(postgres) == []
+    assert uses_nats(postgres)

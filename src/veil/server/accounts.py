@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from collections.abc import Callable
 
@@ -20,6 +21,22 @@ from veil.wire.accounts import (
     RegisterRequest,
     RegisterResponse,
 )
+from veil.wire.types import ACCOUNT_ID_PATTERN, USERNAME_PATTERN
+
+_ACCOUNT_ID = re.compile(ACCOUNT_ID_PATTERN)
+_USERNAME = re.compile(USERNAME_PATTERN)
+
+
+def is_account_id(text: str) -> bool:
+    """32 lowercase hex digits: the only shape an account id has (checked before any query)."""
+    return _ACCOUNT_ID.fullmatch(text) is not None
+
+
+def require_account_id(text: str) -> str:
+    """``text`` if it is an account id, else a 404 (no such account can exist)."""
+    if not is_account_id(text):
+        raise errors.not_found("account")
+    return text
 
 
 def canonical_username(username: str) -> str:
@@ -28,11 +45,14 @@ def canonical_username(username: str) -> str:
 
 
 def check_ec_key(data: bytes, what: str) -> PublicKey:
-    """A ``0x05 || u`` public key, or a 400."""
+    """A canonical ``0x05 || u`` public key (u < p, prime-order subgroup), or a 400."""
     try:
-        return PublicKey.deserialize(data)
+        key = PublicKey.deserialize(data)
     except VeilError:
         raise errors.bad_request(f"{what} is not a type-5 public key") from None
+    if not key.is_canonical():
+        raise errors.bad_request(f"{what} is not a canonical X25519 public key")
+    return key
 
 
 class Caller:
@@ -84,7 +104,7 @@ class AccountService:
             device_id = int(device_text)
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise errors.unauthorized() from None
-        if not 1 <= device_id <= 127 or len(account_id) != 32:
+        if not 1 <= device_id <= 127 or not is_account_id(account_id):
             raise errors.unauthorized()
         device = await self.repo.get_device(account_id, device_id)
         if device is None or not credential_matches(credential, device.credential_hash):
@@ -93,6 +113,8 @@ class AccountService:
 
     async def lookup(self, username: str) -> AccountInfo:
         """Public facts about the account with this username; 404 if none."""
+        if _USERNAME.fullmatch(username) is None:  # ASCII only: no homoglyph can match
+            raise errors.not_found("account")
         account = await self.repo.find_account(canonical_username(username))
         if account is None:
             raise errors.not_found("account")
@@ -100,7 +122,7 @@ class AccountService:
 
     async def get(self, account_id: str) -> AccountInfo:
         """Public facts about an account by id; 404 if none."""
-        account = await self.repo.get_account(account_id)
+        account = await self.repo.get_account(require_account_id(account_id))
         if account is None:
             raise errors.not_found("account")
         return _info(account)

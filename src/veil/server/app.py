@@ -9,7 +9,9 @@ never a body or a credential).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,6 +20,7 @@ from typing import Final, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -27,6 +30,7 @@ from veil.server.accounts import AccountService, Caller
 from veil.server.delivery import Notifier
 from veil.server.keys import KeyService
 from veil.server.messages import MessageService
+from veil.server.metrics import CALLER_KEY, CONTENT_TYPE, Metrics, MetricsMiddleware, route_template
 from veil.server.ratelimit import RateLimiter
 from veil.server.repository import Repository
 from veil.server.websocket import WebSocketHub
@@ -41,6 +45,8 @@ T = TypeVar("T")
 
 MAX_BODY: Final = 1 << 20
 """Largest request body accepted (a full key upload of 200 Kyber keys is ~430 KB of JSON)."""
+READY_TIMEOUT_S: Final = 2.0
+"""``/v1/ready`` answers 503 when the database does not answer a trivial query this fast."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +71,13 @@ def _error(exc: errors.ApiError) -> Response:
     return Response(body, exc.status, headers=headers, media_type="application/json")
 
 
+_DIGITS: Final = re.compile(r"[0-9]{1,12}")
+"""ASCII digits only (``str.isdigit`` also accepts ``²`` and other scripts' digits)."""
+
+
 async def _body(request: Request, kind: type[T]) -> T:
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+    if declared is not None and (not _DIGITS.fullmatch(declared) or int(declared) > MAX_BODY):
         raise errors.ApiError(413, "too_large", f"request body over {MAX_BODY} bytes")
     chunks = []
     size = 0
@@ -84,7 +94,7 @@ async def _body(request: Request, kind: type[T]) -> T:
 
 def _int_param(request: Request, name: str, low: int, high: int) -> int:
     text = request.path_params[name]
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not _DIGITS.fullmatch(text) or not low <= int(text) <= high:
         raise errors.bad_request(f"{name} must be {low}..{high}")
     return int(text)
 
@@ -101,7 +111,7 @@ def _guarded(handler: Handler) -> Handler:
         except errors.ApiError as exc:
             return _error(exc)
         except Exception as exc:  # never leak details of an unexpected failure
-            log.error("internal error in %s: %s", request.url.path, type(exc).__name__)
+            log.error("internal error in %s: %s", route_template(request.scope), type(exc).__name__)
             return _error(errors.ApiError(500, "internal", "internal server error"))
 
     return run
@@ -122,19 +132,36 @@ class _Api:
         clock: Callable[[], float],
         wall_ms: Callable[[], int],
         limits: Limits,
+        notifier: Notifier | None = None,
     ) -> None:
         self.accounts = AccountService(repo, wall_ms)
         self.keys = KeyService(repo, RateLimiter(*limits.bundles_per_device, clock))
         self.register_limiter = RateLimiter(*limits.register_per_ip, clock)
-        self.notifier = Notifier()
-        self.messages = MessageService(repo, self.notifier, wall_ms)
-        self.hub = WebSocketHub(self.accounts, repo, self.notifier)
+        self.notifier = Notifier() if notifier is None else notifier
+        self.repo = repo
+        self.metrics = Metrics(wall_ms)
+        self.messages = MessageService(repo, self.notifier, wall_ms, metrics=self.metrics)
+        self.hub = WebSocketHub(self.accounts, repo, self.notifier, self.metrics)
+        self.metrics.track_connected(lambda: self.hub.connected)
 
     async def caller(self, request: Request) -> Caller:
-        return await self.accounts.authenticate(request.headers.get("authorization"))
+        who = await self.accounts.authenticate(request.headers.get("authorization"))
+        request.scope[CALLER_KEY] = f"{who.account_id}.{who.device_id}"  # for the access log
+        return who
 
     async def health(self, request: Request) -> Response:
         return _json({"ok": True})
+
+    async def ready(self, request: Request) -> Response:
+        try:
+            await asyncio.wait_for(self.repo.get_account("0" * 32), READY_TIMEOUT_S)
+        except Exception as exc:
+            log.warning("not ready: %s", type(exc).__name__)
+            raise errors.ApiError(503, "not_ready", "the database does not answer") from None
+        return _json({"ok": True})
+
+    async def metrics_text(self, request: Request) -> Response:
+        return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)
 
     async def openapi(self, request: Request) -> Response:
         return Response(openapi.render(), media_type="application/json")
@@ -190,6 +217,8 @@ class _Api:
 
         return [
             r("/v1/health", self.health, "GET"),
+            r("/v1/ready", self.ready, "GET"),
+            r("/metrics", self.metrics_text, "GET"),
             r("/v1/openapi.json", self.openapi, "GET"),
             r("/v1/accounts", self.register, "POST"),
             r("/v1/accounts/me", self.delete_account, "DELETE"),
@@ -213,9 +242,10 @@ def create_app(
     wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     limits: Limits | None = None,
     migrate: bool = True,
+    notifier: Notifier | None = None,
 ) -> Starlette:
     """The ASGI app over ``repo`` (migrated on startup when ``migrate``; closed on shutdown)."""
-    api = _Api(repo, clock, wall_ms, limits or Limits())
+    api = _Api(repo, clock, wall_ms, limits or Limits(), notifier)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -226,6 +256,11 @@ def create_app(
         finally:
             await repo.close()
 
-    return Starlette(
-        routes=api.routes(), lifespan=lifespan, exception_handlers={HTTPException: _http_error}
+    app = Starlette(
+        routes=api.routes(),
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error},
+        middleware=[Middleware(MetricsMiddleware, metrics=api.metrics)],
     )
+    app.router.redirect_slashes = False  # "/v1/keys/x/" is a JSON 404, not an empty redirect
+    return app

@@ -6,8 +6,8 @@ unacknowledged envelopes in flight, so a slow device holds a bounded amount of s
 and never stalls others (each connection has its own task, and a blocked send only blocks it).
 
 :class:`Notifier` wakes the loop of a device when something is stored for it. In one process
-it is an in-memory map of events; with several processes a broker carries the same wake-ups
-(NATS, not implemented yet).
+it is an in-memory map of events; with several processes :class:`veil.server.fanout.NatsFanout`
+(a subclass) also carries them over NATS.
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ class Notifier:
     def connected(self) -> int:
         """Devices with a live connection in this process."""
         return len(self._events)
+
+    async def close(self) -> None:
+        """Release what the notifier holds (nothing here; a broker connection in subclasses)."""
 
 
 def _out(e: Envelope) -> EnvelopeOut:
@@ -106,10 +109,11 @@ class DeviceStream:
             # Read from the queue's head, skipping what is in flight: with PostgreSQL a send
             # may commit after one with a higher id, so an "after the last id" cursor could
             # skip it. Acked envelopes are deleted, so the head is in-flight ones, then new.
-            head = await self.repo.fetch_envelopes(
-                self.key[0], self.key[1], 0, len(self._in_flight) + room
-            )
-            found = [e for e in head if e.envelope_id not in self._in_flight]
+            # Skip what was in flight when the read started: an ack may complete during the
+            # read (deleted, no longer in flight) while the read still saw the row.
+            pushed = set(self._in_flight)
+            head = await self.repo.fetch_envelopes(self.key[0], self.key[1], 0, len(pushed) + room)
+            found = [e for e in head if e.envelope_id not in pushed]
             if found:
                 announced_empty = False
                 self._in_flight.update(e.envelope_id for e in found)

@@ -14,7 +14,7 @@ from veil.core.crypto.kyber import KyberPublicKey
 from veil.core.crypto.x25519 import PublicKey
 from veil.core.errors import VeilError
 from veil.server import errors
-from veil.server.accounts import Caller, check_ec_key
+from veil.server.accounts import Caller, check_ec_key, require_account_id
 from veil.server.model import DeviceBundle, KyberPreKey, OneTimePreKey, SignedPreKey
 from veil.server.ratelimit import RateLimiter
 from veil.server.repository import NotFoundError, Repository
@@ -99,7 +99,7 @@ class KeyService:
         wait = self.bundle_limiter.take(f"{caller.account_id}.{caller.device_id}")
         if wait:
             raise errors.rate_limited(round(wait, 3))
-        account = await self.repo.get_account(account_id)
+        account = await self.repo.get_account(require_account_id(account_id))
         if account is None:
             raise errors.not_found("account")
         if device_id is None:

@@ -4,8 +4,10 @@
 where the data lives (never a password). The repository is opened inside the event loop that
 serves the app, because an asyncpg pool belongs to the loop that created it.
 
-PostgreSQL mode is single-process for now: the NATS fan-out between server processes
-(ARCHITECTURE.md section 4) is not implemented yet, so ``nats_url`` only draws a warning.
+Several processes can serve one PostgreSQL database: with ``nats_url`` set, each connects to
+NATS (:class:`~veil.server.fanout.NatsFanout`, ARCHITECTURE.md section 4) so that a send through
+one process wakes the device connected to another. With SQLite, ``nats_url`` is ignored (one
+process owns the file) and draws a warning.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import asyncpg
 import uvicorn
 
 from veil.server.app import create_app
-from veil.server.config import ServerConfig
+from veil.server.config import ServerConfig, redact_url
+from veil.server.delivery import Notifier
+from veil.server.logs import configure_logging
 from veil.server.postgres_repo import PostgresRepository
 from veil.server.repository import Repository
 from veil.server.sqlite_repo import SqliteRepository
@@ -33,6 +37,10 @@ STARTUP_FAILURE = 3
 
 class StorageUnavailableError(Exception):
     """The database cannot be opened or reached; the message says which and why."""
+
+
+class BrokerUnavailableError(StorageUnavailableError):
+    """NATS (``nats_url``) cannot be reached at start-up."""
 
 
 async def open_repository(config: ServerConfig) -> Repository:
@@ -98,13 +106,33 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def warnings_for(config: ServerConfig) -> list[str]:
-    """Start-up warnings about settings that have no effect yet."""
-    if config.nats_url is None:
+    """Start-up warnings about settings that have no effect."""
+    if config.nats_url is None or config.is_postgres:
         return []
     return [
-        "nats_url is set, but NATS fan-out between server processes is not implemented yet:"
-        " run a single server process"
+        "nats_url is ignored with SQLite: several server processes need a shared PostgreSQL"
+        " database (database_url)"
     ]
+
+
+def uses_nats(config: ServerConfig) -> bool:
+    """True when the server connects to NATS for wake-ups between processes."""
+    return config.nats_url is not None and config.is_postgres
+
+
+async def open_notifier(config: ServerConfig) -> Notifier:
+    """The wake-ups: over NATS when :func:`uses_nats`, else in this process only."""
+    if not uses_nats(config):
+        return Notifier()
+    from veil.server.fanout import NatsFanout  # noqa: PLC0415 - nats loads only when used
+
+    assert config.nats_url is not None
+    try:
+        return await NatsFanout.connect(config.nats_url)
+    except ConnectionError as exc:
+        raise BrokerUnavailableError(
+            f"cannot connect to NATS at {redact_url(config.nats_url)}: {exc}"
+        ) from None
 
 
 def run(config: ServerConfig, out: TextIO | None = None) -> int:
@@ -125,20 +153,25 @@ def run(config: ServerConfig, out: TextIO | None = None) -> int:
         if not serving:
             raise KeyboardInterrupt
 
+    configure_logging(config.log_level)
     handled = [signal.SIGINT, signal.SIGTERM]
     previous = {sig: signal.signal(sig, on_signal) for sig in handled}
 
     async def serve() -> bool:
         nonlocal serving
         repo = await open_repository(config)
+        notifier: Notifier | None = None
         try:
-            app = create_app(repo)
+            notifier = await open_notifier(config)
+            app = create_app(repo, notifier=notifier)
             server = uvicorn.Server(
                 uvicorn.Config(
                     app,
                     host=config.host,
                     port=config.port,
                     log_level=config.log_level,
+                    log_config=None,  # our JSON-lines logging (veil.server.logs) instead
+                    access_log=False,  # the metrics middleware writes a safe access line
                     ws=_ws_implementation(),
                     lifespan="on",
                 )
@@ -148,6 +181,8 @@ def run(config: ServerConfig, out: TextIO | None = None) -> int:
             return server.started
         finally:
             await repo.close()  # idempotent: the app's lifespan closes it on a normal stop
+            if notifier is not None:
+                await notifier.close()
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:

@@ -6,8 +6,9 @@ from collections.abc import Callable
 from typing import Final
 
 from veil.server import errors
-from veil.server.accounts import Caller
+from veil.server.accounts import Caller, require_account_id
 from veil.server.delivery import Notifier
+from veil.server.metrics import Metrics
 from veil.server.model import OutgoingEnvelope, StoredMessage
 from veil.server.repository import NotFoundError, QueueFullError, Repository
 from veil.wire.messages import Mismatch, SendRequest, SendResponse, StoredEnvelope
@@ -25,14 +26,17 @@ class MessageService:
         notifier: Notifier,
         now_ms: Callable[[], int],
         max_queue: int = MAX_QUEUE,
+        metrics: Metrics | None = None,
     ) -> None:
         self.repo = repo
         self.notifier = notifier
         self.now_ms = now_ms
         self.max_queue = max_queue
+        self.metrics = metrics
 
     async def send(self, caller: Caller, recipient: str, req: SendRequest) -> SendResponse:
         """Store the envelopes (or refuse with the device mismatch) and notify the targets."""
+        require_account_id(recipient)
         targets = [(e.account_id or recipient, e.device_id) for e in req.envelopes]
         if len(set(targets)) != len(targets):
             raise errors.bad_request("two envelopes for the same device")
@@ -73,6 +77,8 @@ class MessageService:
                 {"mismatches": mismatches},
             )
         if not result.duplicate:
+            if self.metrics is not None:
+                self.metrics.envelopes_stored(len(result.envelope_ids))
             self.notifier.notify(result.envelope_ids)
         stored = [StoredEnvelope(a, d, i) for (a, d), i in sorted(result.envelope_ids.items())]
         return SendResponse(result.server_ms, stored, result.duplicate)

@@ -35,6 +35,12 @@ class Operation:
 OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/v1/health", "Liveness", None, None, auth=False),
     Operation(
+        "get", "/v1/ready", "Readiness: the database answers (503 when not)", None, None, auth=False
+    ),
+    Operation(
+        "get", "/metrics", "Prometheus metrics (text exposition format)", None, None, auth=False
+    ),
+    Operation(
         "post",
         "/v1/accounts",
         "Register an account and its primary device",

@@ -6,6 +6,11 @@ survives power loss, foreign keys on); coroutines hand it callables through
 that thread, so methods are serialized in this process, and ``BEGIN IMMEDIATE`` takes
 SQLite's write lock up front so they stay serialized against other processes too. The
 contract is the one of :class:`veil.server.repository.Repository`.
+
+Group commit: :meth:`SqliteRepository.store_message` and :meth:`~SqliteRepository.ack_envelopes`
+(the hot writes) go through :meth:`SqliteExecutor.run_grouped`, so those queued together share
+one transaction and one ``fsync``, each in its own ``SAVEPOINT``; each call still returns only
+after the ``COMMIT`` that made its writes durable, so "stored before acked" holds.
 """
 
 from __future__ import annotations
@@ -210,10 +215,10 @@ class SqliteRepository:
         now_ms: int,
         max_queue: int,
     ) -> StoredMessage | list[DeviceMismatch]:
-        """Check the device set and store one message, in one transaction."""
+        """Check the device set and store one message (group commit: see the module doc)."""
         store = sqlite_messages.store_message
         sender, recipient, key = sender_account_id, recipient_account_id, idempotency_key
-        return await self._write(
+        return await self.executor.run_grouped(
             lambda conn: store(
                 conn, sender, sender_device_id, recipient, envelopes, key, now_ms, max_queue
             )
@@ -229,7 +234,7 @@ class SqliteRepository:
     async def ack_envelopes(self, account_id: str, device_id: int, ids: Sequence[int]) -> int:
         """Delete these envelopes from this device's queue; how many were deleted."""
         ack = sqlite_messages.ack_envelopes
-        return await self._write(lambda conn: ack(conn, account_id, device_id, ids))
+        return await self.executor.run_grouped(lambda conn: ack(conn, account_id, device_id, ids))
 
     async def queue_depth(self, account_id: str, device_id: int) -> int:
         """How many envelopes the device's queue holds."""

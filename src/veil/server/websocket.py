@@ -18,8 +18,9 @@ from starlette.websockets import WebSocket
 from veil.server import errors
 from veil.server.accounts import AccountService
 from veil.server.delivery import DeviceKey, DeviceStream, Notifier
+from veil.server.metrics import Metrics
 from veil.server.repository import Repository
-from veil.wire.messages import CLOSE_POLICY, CLOSE_REPLACED, Ack, ServerFrame
+from veil.wire.messages import CLOSE_POLICY, CLOSE_REPLACED, Ack, Deliver, ServerFrame
 
 log = logging.getLogger("veil.server.websocket")
 _encoder = msgspec.msgpack.Encoder()
@@ -29,10 +30,17 @@ _decoder = msgspec.msgpack.Decoder(Ack)
 class WebSocketHub:
     """Accepts device connections and runs their delivery streams."""
 
-    def __init__(self, accounts: AccountService, repo: Repository, notifier: Notifier) -> None:
+    def __init__(
+        self,
+        accounts: AccountService,
+        repo: Repository,
+        notifier: Notifier,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.accounts = accounts
         self.repo = repo
         self.notifier = notifier
+        self.metrics = metrics
         self._sockets: dict[DeviceKey, WebSocket] = {}
 
     async def endpoint(self, ws: WebSocket) -> None:
@@ -51,13 +59,18 @@ class WebSocketHub:
                 await previous.close(code=CLOSE_REPLACED)
         wake = self.notifier.register(key)
 
+        unacked: set[int] = set()  # pushed on this connection, for counting acks once
+
         async def send(frame: ServerFrame) -> None:
             await ws.send_bytes(_encoder.encode(frame))
+            if self.metrics is not None and isinstance(frame, Deliver):
+                unacked.update(e.envelope_id for e in frame.envelopes)
+                self.metrics.envelopes_delivered(e.server_ms for e in frame.envelopes)
 
         stream = DeviceStream(self.repo, key, wake, send)
         pusher = asyncio.create_task(stream.run())
         try:
-            await self._receive_acks(ws, stream, pusher)
+            await self._receive_acks(ws, stream, pusher, unacked)
         finally:
             pusher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -67,7 +80,7 @@ class WebSocketHub:
                 del self._sockets[key]
 
     async def _receive_acks(
-        self, ws: WebSocket, stream: DeviceStream, pusher: asyncio.Task[None]
+        self, ws: WebSocket, stream: DeviceStream, pusher: asyncio.Task[None], unacked: set[int]
     ) -> None:
         while True:
             receive = asyncio.ensure_future(ws.receive())
@@ -92,6 +105,10 @@ class WebSocketHub:
                     await ws.close(code=CLOSE_POLICY)
                 return
             await stream.ack(ack.envelope_ids)
+            if self.metrics is not None:
+                acked = unacked.intersection(ack.envelope_ids)
+                unacked.difference_update(acked)
+                self.metrics.envelopes_acked(len(acked))
 
     @property
     def connected(self) -> int:

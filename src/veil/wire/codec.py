@@ -26,3 +26,5 @@ def decode(data: bytes, kind: type[T]) -> T:
         return msgspec.json.decode(data, type=kind)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise WireError(str(exc)) from None
+    except UnicodeDecodeError:
+        raise WireError("a JSON string is not valid UTF-8") from None

@@ -18,7 +18,10 @@ MAX_ENVELOPES: Final = 256
 """At most this many envelopes in one send (127 devices each for recipient and sender)."""
 
 EnvelopeType = Annotated[int, msgspec.Meta(ge=1, le=255)]
-IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+IdempotencyKey = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
+]
+"""1-64 printable ASCII characters (no spaces)."""
 
 
 class OutgoingEnvelopeIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
