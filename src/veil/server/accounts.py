@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import time
 import uuid
 from collections.abc import Callable
+from typing import Final
 
 from veil.core.crypto.x25519 import PublicKey
 from veil.core.errors import VeilError
@@ -68,12 +70,89 @@ class Caller:
         return f"Caller({self.account_id}.{self.device_id})"
 
 
+AUTH_CACHE_TTL_S: Final = 15.0
+"""How long a device's stored credential hash is reused without reading the database."""
+AUTH_CACHE_MAX: Final = 100_000
+"""Entries kept at most (the whole cache is dropped when it would grow past this)."""
+
+
+class AuthCache:
+    """Stored credential hashes of recently authenticated devices, per process.
+
+    Authentication runs on every request; reading the device row each time costs a database
+    round trip per send. The cache keeps ``(account_id, device_id) -> credential hash`` for
+    ``ttl_s`` seconds (monotonic clock). Only the *stored hash* is cached: every request still
+    presents its credential and has it checked (hash + constant-time compare), and a failed
+    check is never cached.
+
+    Invalidation: :meth:`AccountService.remove_device` and :meth:`AccountService.delete`
+    drop the entries in THIS process before returning. With several server processes, another
+    process may still accept a removed device's (or deleted account's) credential for up to
+    ``ttl_s`` seconds, hence the short TTL. Sends are unaffected by that window: storing a
+    message re-checks inside its transaction that the sending device exists.
+    """
+
+    def __init__(
+        self,
+        ttl_s: float = AUTH_CACHE_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = AUTH_CACHE_MAX,
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self.max_entries = max_entries
+        self._entries: dict[tuple[str, int], tuple[bytes, float]] = {}
+        self.generation = 0
+        """Bumped by every ``forget_*``: a read that started before one is not cached."""
+
+    def get(self, account_id: str, device_id: int) -> bytes | None:
+        """The cached hash, if fresh."""
+        entry = self._entries.get((account_id, device_id))
+        if entry is None:
+            return None
+        if entry[1] <= self.clock():
+            del self._entries[account_id, device_id]
+            return None
+        return entry[0]
+
+    def put(self, account_id: str, device_id: int, credential_hash: bytes, generation: int) -> None:
+        """Remember a hash read from the database by a read started at ``generation``.
+
+        Nothing is cached if a removal was seen since (the read may predate it).
+        """
+        if self.ttl_s <= 0 or generation != self.generation:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[account_id, device_id] = (credential_hash, self.clock() + self.ttl_s)
+
+    def forget_device(self, account_id: str, device_id: int) -> None:
+        """Drop one device's entry."""
+        self.generation += 1
+        self._entries.pop((account_id, device_id), None)
+
+    def forget_account(self, account_id: str) -> None:
+        """Drop the entries of every device of the account."""
+        self.generation += 1
+        for key in [k for k in self._entries if k[0] == account_id]:
+            del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class AccountService:
     """Account and device operations on a :class:`Repository`."""
 
-    def __init__(self, repo: Repository, now_ms: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        now_ms: Callable[[], int],
+        auth_cache: AuthCache | None = None,
+    ) -> None:
         self.repo = repo
         self.now_ms = now_ms
+        self.auth_cache = AuthCache() if auth_cache is None else auth_cache
 
     async def register(self, req: RegisterRequest) -> RegisterResponse:
         """Create an account and its primary device; 409 ``username_taken`` on a clash."""
@@ -106,8 +185,18 @@ class AccountService:
             raise errors.unauthorized() from None
         if not 1 <= device_id <= 127 or not is_account_id(account_id):
             raise errors.unauthorized()
-        device = await self.repo.get_device(account_id, device_id)
-        if device is None or not credential_matches(credential, device.credential_hash):
+        stored = self.auth_cache.get(account_id, device_id)
+        if stored is None:
+            generation = self.auth_cache.generation
+            device = await self.repo.get_device(account_id, device_id)
+            if device is None:
+                raise errors.unauthorized()
+            stored = device.credential_hash
+            if credential_matches(credential, stored):
+                self.auth_cache.put(account_id, device_id, stored, generation)
+                return Caller(account_id, device_id)
+            raise errors.unauthorized()
+        if not credential_matches(credential, stored):
             raise errors.unauthorized()
         return Caller(account_id, device_id)
 
@@ -131,7 +220,11 @@ class AccountService:
         """Delete the caller's account (only its primary device may)."""
         if caller.device_id != PRIMARY_DEVICE_ID:
             raise errors.forbidden("only the primary device can delete the account")
-        await self.repo.delete_account(caller.account_id)
+        self.auth_cache.forget_account(caller.account_id)
+        try:
+            await self.repo.delete_account(caller.account_id)
+        finally:  # a request that read the rows meanwhile may have cached them again
+            self.auth_cache.forget_account(caller.account_id)
 
     async def devices(self, caller: Caller) -> DeviceList:
         """The caller's account's devices."""
@@ -146,7 +239,12 @@ class AccountService:
             raise errors.forbidden("the primary device cannot be removed; delete the account")
         if caller.device_id not in (PRIMARY_DEVICE_ID, device_id):
             raise errors.forbidden("only the primary device can remove another device")
-        if not await self.repo.remove_device(caller.account_id, device_id):
+        self.auth_cache.forget_device(caller.account_id, device_id)
+        try:
+            removed = await self.repo.remove_device(caller.account_id, device_id)
+        finally:  # a request that read the row meanwhile may have cached it again
+            self.auth_cache.forget_device(caller.account_id, device_id)
+        if not removed:
             raise errors.not_found("device")
 
 

@@ -100,25 +100,46 @@ class DeviceStream:
     async def run(self) -> None:
         """Push forever: the backlog first, then each new envelope as it is stored."""
         announced_empty = False
+        # The highest envelope id pushed on this connection (the cursor, when it is safe).
+        cursor = 0
+        ordered = bool(getattr(self.repo, "ids_visible_in_order", False))
         while True:
             while len(self._in_flight) >= self.window:
                 self._acked.clear()
                 await self._acked.wait()
             self.wake.clear()
             room = min(self.batch, self.window - len(self._in_flight))
-            # Read from the queue's head, skipping what is in flight: with PostgreSQL a send
-            # may commit after one with a higher id, so an "after the last id" cursor could
-            # skip it. Acked envelopes are deleted, so the head is in-flight ones, then new.
-            # Skip what was in flight when the read started: an ack may complete during the
-            # read (deleted, no longer in flight) while the read still saw the row.
-            pushed = set(self._in_flight)
-            head = await self.repo.fetch_envelopes(self.key[0], self.key[1], 0, len(pushed) + room)
-            found = [e for e in head if e.envelope_id not in pushed]
+            if ordered:
+                # The repository promises that ids become visible in id order (SQLite: ids
+                # are assigned under the database's single write lock, so a lower id always
+                # commits before a higher one is even allocated). Then every envelope with an
+                # id <= ``cursor`` that was ever visible was returned by one of our reads, in
+                # order (ORDER BY id LIMIT n returns the lowest), so reading after the cursor
+                # misses nothing and never re-reads an in-flight row (no duplicate push).
+                found = await self.repo.fetch_envelopes(self.key[0], self.key[1], cursor, room)
+                full = len(found) >= room
+            else:
+                # Read from the queue's head, skipping what is in flight: with PostgreSQL a
+                # send may commit after one with a higher id, so an "after the last id" cursor
+                # could skip it. Acked envelopes are deleted, so the head is in-flight ones,
+                # then new. Skip what was in flight when the read started: an ack may complete
+                # during the read (deleted, no longer in flight) while the read still saw it.
+                pushed = set(self._in_flight)
+                limit = len(pushed) + room
+                head = await self.repo.fetch_envelopes(self.key[0], self.key[1], 0, limit)
+                found = [e for e in head if e.envelope_id not in pushed]
+                full = len(head) >= limit
             if found:
                 announced_empty = False
+                cursor = max(cursor, found[-1].envelope_id)
                 self._in_flight.update(e.envelope_id for e in found)
                 await self.send(Deliver([_out(e) for e in found]))
-                continue
+                if full or self.wake.is_set():
+                    continue
+                # A short read saw the whole visible queue, and no wake-up came since
+                # ``wake.clear()`` (before the read): anything committed before the read's
+                # snapshot was in it, and anything committed after it would have set ``wake``
+                # (notify runs after the commit). So the queue is drained: no second read.
             if not announced_empty:
                 await self.send(QueueEmpty())
                 announced_empty = True

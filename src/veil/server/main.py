@@ -13,12 +13,13 @@ process owns the file) and draws a warning.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sqlite3
 import sys
 from collections.abc import Callable
 from types import FrameType
-from typing import Literal, TextIO
+from typing import Final, Literal, TextIO
 
 import asyncpg
 import uvicorn
@@ -135,6 +136,29 @@ async def open_notifier(config: ServerConfig) -> Notifier:
         ) from None
 
 
+GC_THRESHOLDS: Final = (20_000, 50, 100)
+"""Cyclic-GC thresholds for the server process (CPython's default is (700, 10, 10)).
+
+Each request allocates hundreds of container objects (ASGI scopes, dicts, futures, frames);
+at the default a young collection ran every few requests and a full one, which walks every
+live object (all connections' state), every ~100 young ones: ~12 % of py-spy samples of the
+server under load. Reference counting still frees almost everything at once; only reference
+cycles wait for a (now rarer) collection."""
+SWITCH_INTERVAL_S: Final = 0.001
+"""How long a thread waiting for the GIL lets the holder run before asking it to drop it.
+
+The SQLite thread drops the GIL around every statement; with the event loop busy it would
+wait up to CPython's default 5 ms to get it back, per statement, which capped throughput."""
+
+
+def tune_runtime() -> None:
+    """GC thresholds, startup objects frozen out of the GC, a shorter GIL switch interval."""
+    gc.collect()
+    gc.freeze()  # imported modules, config: never garbage, no need to walk them again
+    gc.set_threshold(*GC_THRESHOLDS)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+
 def run(config: ServerConfig, out: TextIO | None = None) -> int:
     """Serve the API until SIGTERM or SIGINT; return the exit code (0 after a clean stop)."""
     out = sys.stdout if out is None else out
@@ -184,6 +208,7 @@ def run(config: ServerConfig, out: TextIO | None = None) -> int:
             if notifier is not None:
                 await notifier.close()
 
+    tune_runtime()
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             started = runner.run(serve())

@@ -128,6 +128,10 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Labelled children, looked up once per label set (``labels()`` takes a lock and
+        # builds tuples on every call). The label sets are bounded: routes x methods x codes.
+        self._counters: dict[tuple[str, str, int], Counter] = {}
+        self._timers: dict[str, Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,20 +152,29 @@ class MetricsMiddleware:
             elapsed = time.perf_counter() - start
             route = route_template(scope)
             method = str(scope.get("method", "GET"))
-            self.metrics.http_requests.labels(route, method, str(status)).inc()
-            self.metrics.http_seconds.labels(route).observe(elapsed)
-            caller = scope.get(CALLER_KEY)
-            access_log.log(
-                logging.DEBUG if route in PROBES else logging.INFO,
-                "%s %s %d",
-                method,
-                route,
-                status,
-                extra={
-                    "method": method,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "device": caller if isinstance(caller, str) else None,
-                },
-            )
+            counter = self._counters.get((route, method, status))
+            if counter is None:
+                counter = self.metrics.http_requests.labels(route, method, str(status))
+                self._counters[route, method, status] = counter
+            counter.inc()
+            timer = self._timers.get(route)
+            if timer is None:
+                timer = self._timers[route] = self.metrics.http_seconds.labels(route)
+            timer.observe(elapsed)
+            level = logging.DEBUG if route in PROBES else logging.INFO
+            if access_log.isEnabledFor(level):
+                caller = scope.get(CALLER_KEY)
+                access_log.log(
+                    level,
+                    "%s %s %d",
+                    method,
+                    route,
+                    status,
+                    extra={
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "device": caller if isinstance(caller, str) else None,
+                    },
+                )

@@ -81,6 +81,12 @@ _INSERT_DEVICE: Final = (
 class SqliteRepository:
     """:class:`veil.server.repository.Repository` on one SQLite file (or ``":memory:"``)."""
 
+    ids_visible_in_order: Final = True
+    """Envelope ids become visible in id order: ``AUTOINCREMENT`` ids are assigned under
+    SQLite's single write lock (even across processes), so a lower id is always committed
+    before a higher one is allocated. :class:`veil.server.delivery.DeviceStream` then reads
+    after a cursor instead of re-reading the queue's head."""
+
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
         self.executor: Final = SqliteExecutor(path, busy_timeout_ms=busy_timeout_ms)
 
@@ -89,6 +95,15 @@ class SqliteRepository:
 
     async def _read(self, work: Work[_T]) -> _T:
         return await self.executor.run(lambda conn: transaction(conn, work, write=False))
+
+    async def _read_statement(self, work: Work[_T]) -> _T:
+        """A read that is ONE ``SELECT``: no ``BEGIN``/``COMMIT`` around it.
+
+        The connection is in autocommit mode, so SQLite runs the statement in its own
+        implicit read transaction (one consistent snapshot), exactly what ``BEGIN ...
+        COMMIT`` around it would give, for two fewer statements on the hot paths.
+        """
+        return await self.executor.run(work)
 
     async def migrate(self) -> int:
         """Apply pending migrations, each in its own transaction; return the version."""
@@ -134,7 +149,7 @@ class SqliteRepository:
 
     async def get_device(self, account_id: str, device_id: int) -> Device | None:
         """One device."""
-        row = await self._read(
+        row = await self._read_statement(
             lambda conn: conn.execute(_DEVICE_BY_ID, (account_id, device_id)).fetchone()
         )
         return None if row is None else Device(*row)
@@ -229,7 +244,9 @@ class SqliteRepository:
     ) -> list[Envelope]:
         """Up to ``limit`` queued envelopes with id > ``after_id``, in id order."""
         fetch = sqlite_messages.fetch_envelopes
-        return await self._read(lambda conn: fetch(conn, account_id, device_id, after_id, limit))
+        return await self._read_statement(
+            lambda conn: fetch(conn, account_id, device_id, after_id, limit)
+        )
 
     async def ack_envelopes(self, account_id: str, device_id: int, ids: Sequence[int]) -> int:
         """Delete these envelopes from this device's queue; how many were deleted."""
