@@ -9,14 +9,20 @@ PostgreSQL cases skip -- unless ``VEIL_REQUIRE_POSTGRES=1`` (CI), where they fai
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
+import uvicorn
 
+from veil.server.app import Limits, create_app
 from veil.server.postgres_repo import PostgresRepository
 from veil.server.repository import Repository
 from veil.server.sqlite_repo import SqliteRepository
@@ -70,3 +76,50 @@ async def repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
     finally:
         await pg_repo.close()
         await _drop_postgres_database(name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A real uvicorn server over ``repo`` on a loopback port, with an HTTP client for it."""
+
+    base: str
+    http: httpx.AsyncClient
+    repo: Repository
+
+    @property
+    def ws_url(self) -> str:
+        return self.base.replace("http://", "ws://") + "/v1/websocket"
+
+
+@pytest.fixture
+async def server(repo: Repository) -> AsyncIterator[Server]:
+    """The app served by uvicorn in this event loop (registration limit raised for tests)."""
+    port = _free_port()
+    app = create_app(repo, migrate=False, limits=Limits(register_per_ip=(100.0, 1000.0)))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    uv = uvicorn.Server(config)
+    task = asyncio.create_task(uv.serve())
+    for _ in range(200):
+        if uv.started:
+            break
+        await asyncio.sleep(0.02)
+    base = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        yield Server(base, http, repo)
+    uv.should_exit = True
+    await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def client(repo: Repository) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client calling the app in process (ASGI transport)."""
+    app = create_app(repo, migrate=False, limits=Limits(register_per_ip=(100.0, 1000.0)))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://veil.test") as c:
+        yield c

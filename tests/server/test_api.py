@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,14 +15,6 @@ from veil.core.crypto.kyber import KyberKeyPair
 from veil.core.crypto.x25519 import PrivateKey
 from veil.server.app import Limits, create_app
 from veil.server.repository import Repository
-
-
-@pytest.fixture
-async def client(repo: Repository) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(repo, migrate=False, limits=Limits(register_per_ip=(100.0, 1000.0)))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://veil.test") as c:
-        yield c
 
 
 @dataclass

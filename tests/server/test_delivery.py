@@ -10,7 +10,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,52 +17,16 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from veil.core.crypto.x25519 import PrivateKey
-from veil.server.app import Limits, create_app
-from veil.server.repository import Repository
 from veil.wire.messages import Ack, Deliver, QueueEmpty
+
+from .conftest import Server
 
 _decoder = msgspec.msgpack.Decoder(Deliver | QueueEmpty)
 _encoder = msgspec.msgpack.Encoder()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    base: str
-    http: httpx.AsyncClient
-    repo: Repository
-
-    @property
-    def ws_url(self) -> str:
-        return self.base.replace("http://", "ws://") + "/v1/websocket"
-
-
-@pytest.fixture
-async def server(repo: Repository) -> AsyncIterator[Server]:
-    port = _free_port()
-    app = create_app(repo, migrate=False, limits=Limits(register_per_ip=(100.0, 1000.0)))
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    uv = uvicorn.Server(config)
-    task = asyncio.create_task(uv.serve())
-    for _ in range(200):
-        if uv.started:
-            break
-        await asyncio.sleep(0.02)
-    base = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-        yield Server(base, http, repo)
-    uv.should_exit = True
-    await asyncio.wait_for(task, 10)
 
 
 @dataclass

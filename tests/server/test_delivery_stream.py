@@ -14,7 +14,8 @@ from veil.server.model import Envelope
 from veil.server.repository import Repository
 from veil.wire.messages import Deliver, QueueEmpty, ServerFrame
 
-from .test_delivery import Server, register, server, websocket  # noqa: F401
+from .conftest import Server
+from .test_delivery import register, websocket
 
 KEY = ("a" * 32, 1)
 
@@ -93,7 +94,7 @@ async def test_full_batch_reads_on() -> None:
 
 
 async def test_failing_push_loop_closes_the_socket_with_1011(
-    server: Server,  # noqa: F811
+    server: Server,
     repo: Repository,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

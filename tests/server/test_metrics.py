@@ -7,21 +7,27 @@ import base64
 import io
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
-from veil.server.app import Limits, create_app
 from veil.server.logs import JsonFormatter, configure_logging
 from veil.server.repository import Repository
 from veil.wire.messages import Ack
 
+from .conftest import Server
 from .test_api import register as api_register
-from .test_api import upload
-from .test_delivery import Server, _encoder, _free_port, frames_until_empty, register, send
+from .test_api import (
+    upload,
+)
+from .test_delivery import (
+    _encoder,
+    frames_until_empty,
+    register,
+    send,
+)
 from .test_delivery import websocket as open_websocket
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -44,32 +50,6 @@ async def scrape(http: httpx.AsyncClient) -> Samples:
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
     return parse(r.text)
-
-
-@pytest.fixture
-async def server(repo: Repository) -> AsyncIterator[Server]:
-    port = _free_port()
-    app = create_app(repo, migrate=False, limits=Limits(register_per_ip=(100.0, 1000.0)))
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    uv = uvicorn.Server(config)
-    task = asyncio.create_task(uv.serve())
-    for _ in range(200):
-        if uv.started:
-            break
-        await asyncio.sleep(0.02)
-    base = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-        yield Server(base, http, repo)
-    uv.should_exit = True
-    await asyncio.wait_for(task, 10)
-
-
-@pytest.fixture
-async def client(repo: Repository) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(repo, migrate=False, limits=Limits(register_per_ip=(100.0, 1000.0)))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://veil.test") as c:
-        yield c
 
 
 async def test_envelope_counters_follow_send_deliver_ack(server: Server) -> None:
