@@ -21,7 +21,7 @@ from typing import Any, TextIO
 import veil
 from veil.core.crypto.x25519 import PublicKey
 from veil.core.errors import VeilError
-from veil.core.signal.fingerprint import fingerprint
+from veil.core.signal.fingerprint import CURRENT_VERSION, DEFAULT_ITERATIONS, fingerprint
 from veil.interop.signal_user import Address, User
 
 PROTOCOL_VERSION = 1
@@ -164,8 +164,8 @@ class Peer:
                 )
             remote = known
         fp = fingerprint(
-            int(req.get("version") or 2),
-            int(req.get("iterations") or 5200),
+            int(req.get("version", CURRENT_VERSION)),
+            int(req.get("iterations", DEFAULT_ITERATIONS)),
             identifier_bytes(str(req.get("local_id") or user.address.name)),
             user.local.identity.public_key,
             identifier_bytes(str(req.get("remote_id") or peer.name)),

@@ -148,11 +148,6 @@ class NatsFanout(Notifier):
         """Make every local connection re-read its queue."""
         super().notify(list(self._events))
 
-    @property
-    def subscriptions(self) -> int:
-        """Devices this process has (or is making) a NATS subscription for."""
-        return len(self._subs)
-
     async def close(self) -> None:
         """Publish what is pending, then close the NATS connection."""
         self._closing = True

@@ -131,13 +131,6 @@ class SessionRecord:
                 return True
         return False
 
-    def archive_current(self) -> None:
-        """Archive the current state (e.g. when the peer's identity changed)."""
-        if self.current is not None:
-            self.previous.insert(0, self.current)
-            del self.previous[MAX_ARCHIVED_STATES:]
-            self.current = None
-
     def __repr__(self) -> str:
         return f"SessionRecord(current={self.current!r}, archived={len(self.previous)})"
 
