@@ -5,7 +5,14 @@ a temporary data folder, or PostgreSQL in a fresh database it creates and drops)
 N devices (default 200) straight into the database (registration is rate limited per IP and
 is not what is measured), and drives them from several client processes (multiprocessing):
 each device holds a WebSocket, acks every ``Deliver`` batch it gets, and sends 300-byte
-envelopes to random peers with ``PUT /v1/messages/{account}`` over keep-alive HTTP/1.1.
+envelopes to random peers as ``SendFrame``s on its WebSocket (how Veil clients send; answered
+by ``Sent`` once stored) -- or, with ``--send http``, with ``PUT /v1/messages/{account}`` over
+keep-alive HTTP/1.1.
+
+PostgreSQL runs as production would: ``--pg-processes`` (default 2) server processes on their
+own ports sharing the database and NATS (``$VEIL_BENCH_NATS_URL``, default
+nats://127.0.0.1:4222), devices spread over them, so about half of all envelopes cross
+processes through a NATS wake-up. CPU figures add up all server processes.
 
 Phases, per backend:
 
@@ -24,6 +31,7 @@ Phases, per backend:
     .venv/bin/python benchmarks/bench_server.py --quick            # < 1 min, both backends
     .venv/bin/python benchmarks/bench_server.py --json > out.json  # full run
     .venv/bin/python benchmarks/bench_server.py --backend sqlite --devices 200 --idle 5000
+    .venv/bin/python benchmarks/bench_server.py --send http --backend sqlite   # HTTP sends
 
 Progress goes to stderr; ``--json`` prints one JSON object on stdout.
 """
@@ -60,6 +68,7 @@ import msgspec
 from veil.server.credentials import hash_credential, new_credential
 
 ADMIN_DSN = os.environ.get("VEIL_BENCH_POSTGRES_DSN", "postgresql://root@127.0.0.1:5432/postgres")
+NATS_URL = os.environ.get("VEIL_BENCH_NATS_URL", "nats://127.0.0.1:4222")
 CONTENT_SIZE = 300
 REGISTRATION_ID = 77
 _HEAD = struct.Struct("<qI")  # send time (CLOCK_MONOTONIC ns), sender index
@@ -87,16 +96,29 @@ class DeviceCred:
 class HttpConn:
     """A minimal keep-alive HTTP/1.1 client connection (cheap on client CPU)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.port = port
         self.reader = reader
         self.writer = writer
 
     @classmethod
     async def open(cls, port: int) -> HttpConn:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer)
+        return cls(port, reader, writer)
 
     async def put(self, path: str, auth: str, body: bytes) -> int:
+        try:
+            return await self._put(path, auth, body)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            # The server closes keep-alive connections idle for 5 s: reconnect once. A PUT
+            # is answered before the connection can be closed, so nothing was half-sent.
+            self.writer.close()
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+            return await self._put(path, auth, body)
+
+    async def _put(self, path: str, auth: str, body: bytes) -> int:
         head = (
             f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -116,17 +138,31 @@ class HttpConn:
 class Worker:
     """One client process: its devices' WebSockets, and senders from its devices."""
 
-    def __init__(self, wid: int, port: int, devices: list[DeviceCred], peers: list[DeviceCred]):
-        from veil.wire.messages import Ack, Deliver, QueueEmpty  # noqa: PLC0415
+    def __init__(
+        self,
+        wid: int,
+        ports: list[int],
+        devices: list[DeviceCred],
+        peers: list[DeviceCred],
+        via: str,
+    ):
+        from veil.wire import messages  # noqa: PLC0415
 
         self.wid = wid
-        self.port = port
+        self.ports = ports
+        self.port = ports[0]
         self.devices = devices
         self.peers = peers
-        self.decoder = msgspec.msgpack.Decoder(Deliver | QueueEmpty)
+        self.via = via
+        self.decoder = msgspec.msgpack.Decoder(messages.ServerFrame)
         self.encoder = msgspec.msgpack.Encoder()
-        self.ack_type = Ack
-        self.deliver_type = Deliver
+        self.ack_type = messages.Ack
+        self.deliver_type = messages.Deliver
+        self.answer_types = (messages.Sent, messages.SendFailed)
+        self.send_frame = messages.SendFrame
+        self.envelope_in = messages.OutgoingEnvelopeIn
+        self.by_device: dict[int, Any] = {}  # device index -> its WebSocket
+        self.waiting: dict[int, asyncio.Future[int]] = {}  # request id -> status
         self.received = 0
         self.recording = False
         self.latencies: list[int] = []
@@ -152,12 +188,13 @@ class Worker:
     async def connect(self, devices: list[DeviceCred], idle: bool) -> int:
         from websockets.asyncio.client import connect  # noqa: PLC0415
 
-        url = f"ws://127.0.0.1:{self.port}/v1/websocket"
         sem = asyncio.Semaphore(64)
         ready = 0
 
         async def one(device: DeviceCred) -> None:
             nonlocal ready
+            port = self.ports[device.index % len(self.ports)]
+            url = f"ws://127.0.0.1:{port}/v1/websocket"
             async with sem:
                 ws = await connect(
                     url,
@@ -171,6 +208,7 @@ class Worker:
                 first = self.decoder.decode(await ws.recv(decode=False))
                 ready += 1
                 if not idle:
+                    self.by_device[device.index] = ws
                     self.tasks.append(asyncio.create_task(self.receive(ws, first)))
 
         await asyncio.gather(*(one(d) for d in devices))
@@ -188,13 +226,34 @@ class Worker:
                         self.latencies.append(now - _HEAD.unpack_from(e.content)[0])
                 self.received += len(ids)
                 await ws.send(self.encoder.encode(self.ack_type(ids)))
+            elif isinstance(frame, self.answer_types):
+                waiter = self.waiting.pop(frame.request_id, None)
+                if waiter is not None and not waiter.done():
+                    ok = isinstance(frame, self.answer_types[0])
+                    waiter.set_result(200 if ok else frame.status)
             frame = self.decoder.decode(await ws.recv(decode=False))
 
-    async def send_one(self, conn: HttpConn) -> None:
+    async def send_ws(self, sender: DeviceCred) -> int:
+        peer = random.choice(self.peers)
+        while peer.index == sender.index:
+            peer = random.choice(self.peers)
+        self.seq += 1
+        content = _HEAD.pack(time.monotonic_ns(), self.seq) + self.pad
+        envelope = self.envelope_in(1, REGISTRATION_ID, 2, content)
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.waiting[self.seq] = waiter
+        frame = self.send_frame(self.seq, peer.account_id, [envelope])
+        await self.by_device[sender.index].send(self.encoder.encode(frame))
+        return await waiter
+
+    async def send_one(self, conn: HttpConn | None) -> None:
         sender = random.choice(self.devices)
-        path, body = self._body(sender)
         t0 = time.monotonic_ns()
-        status = await conn.put(path, sender.auth, body)
+        if conn is None:
+            status = await self.send_ws(sender)
+        else:
+            path, body = self._body(sender)
+            status = await conn.put(path, sender.auth, body)
         if self.recording:
             self.put_latencies.append(time.monotonic_ns() - t0)
         if status != 200:
@@ -206,13 +265,14 @@ class Worker:
 
         async def sender() -> None:
             nonlocal sent
-            conn = await HttpConn.open(self.port)
+            conn = await HttpConn.open(self.port) if self.via == "http" else None
             try:
                 while time.monotonic() < deadline:
                     await self.send_one(conn)
                     sent += 1
             finally:
-                conn.writer.close()
+                if conn is not None:
+                    conn.writer.close()
 
         t0 = time.monotonic()
         await asyncio.gather(*(sender() for _ in range(concurrency)))
@@ -227,6 +287,10 @@ class Worker:
 
         async def one() -> None:
             nonlocal sent
+            if self.via != "http":
+                await self.send_one(None)
+                sent += 1
+                return
             conn = idle.pop() if idle else await HttpConn.open(self.port)
             await self.send_one(conn)
             sent += 1
@@ -288,18 +352,23 @@ class Worker:
 
 
 def worker_main(
-    wid: int, port: int, devices: list[DeviceCred], peers: list[DeviceCred], pipe: Connection
+    wid: int,
+    ports: list[int],
+    devices: list[DeviceCred],
+    peers: list[DeviceCred],
+    via: str,
+    pipe: Connection,
 ) -> None:
     with contextlib.suppress(ImportError):
         import uvloop  # noqa: PLC0415
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     random.seed(wid)
-    asyncio.run(Worker(wid, port, devices, peers).serve(pipe))
+    asyncio.run(Worker(wid, ports, devices, peers, via).serve(pipe))
 
 
 class Clients:
-    def __init__(self, count: int, port: int, devices: list[DeviceCred]) -> None:
+    def __init__(self, count: int, ports: list[int], devices: list[DeviceCred], via: str) -> None:
         ctx = mp.get_context("spawn")
         self.pipes: list[Connection] = []
         self.procs = []
@@ -307,7 +376,7 @@ class Clients:
             mine = devices[wid::count]
             parent, child = ctx.Pipe()
             proc = ctx.Process(
-                target=worker_main, args=(wid, port, mine, devices, child), daemon=True
+                target=worker_main, args=(wid, ports, mine, devices, via, child), daemon=True
             )
             proc.start()
             self.pipes.append(parent)
@@ -489,6 +558,23 @@ class ServerProc:
             self.proc.wait()
 
 
+class Servers:
+    """The server processes of one backend, measured together."""
+
+    def __init__(self, procs: list[ServerProc]) -> None:
+        self.procs = procs
+
+    @property
+    def pid(self) -> str:
+        return ",".join(str(p.pid) for p in self.procs)
+
+    def cpu_s(self) -> float:
+        return sum(proc_cpu_s(p.pid) for p in self.procs)
+
+    def rss_kb(self) -> int:
+        return sum(proc_rss_kb(p.pid) for p in self.procs)
+
+
 # --- the measurement ----------------------------------------------------------------------------
 
 
@@ -536,14 +622,25 @@ def run_backend(backend: str, args: argparse.Namespace, measure_idle: bool) -> d
             env["VEIL_DATABASE_URL"] = dsn
             migrate(env)
             asyncio.run(provision_postgres(dsn, devices + idle_devices))
-        env.pop("VEIL_NATS_URL", None)
-        server = ServerProc(env, free_port())
-        clients = Clients(args.workers, server.port, devices)
+        # One machine plays hundreds of devices from one address: the per-address and
+        # per-account request limits (which a real deployment keeps) would measure the limiter.
+        env["VEIL_RATE_LIMITS"] = "per_ip=1000000/1000000, per_account=1000000/1000000"
+        count = args.pg_processes if backend == "postgres" else 1
+        if count > 1:
+            env["VEIL_NATS_URL"] = NATS_URL
+        else:
+            env.pop("VEIL_NATS_URL", None)
+        servers: list[ServerProc] = []
+        clients = None
         try:
-            result = measure(backend, args, server, clients, idle_devices)
+            servers.extend(ServerProc(env, free_port()) for _ in range(count))
+            clients = Clients(args.workers, [s.port for s in servers], devices, args.send)
+            result = measure(backend, args, Servers(servers), clients, idle_devices)
         finally:
-            clients.stop()
-            server.stop()
+            if clients is not None:
+                clients.stop()
+            for server in servers:
+                server.stop()
     finally:
         if dbname is not None:
             asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
@@ -554,14 +651,14 @@ def run_backend(backend: str, args: argparse.Namespace, measure_idle: bool) -> d
 def measure(
     backend: str,
     args: argparse.Namespace,
-    server: ServerProc,
+    server: Servers,
     clients: Clients,
     idle: list[DeviceCred],
 ) -> dict[str, Any]:
     w = args.workers
     connected = sum(clients.all("connect"))
     log(f"[{backend}] {connected} devices connected, server pid {server.pid}")
-    rss_active = proc_rss_kb(server.pid)
+    rss_active = server.rss_kb()
 
     # Warm-up.
     per = [args.concurrency // w + (1 if i < args.concurrency % w else 0) for i in range(w)]
@@ -571,14 +668,14 @@ def measure(
 
     # 1. Throughput, closed loop.
     received0, stats0 = total_received(clients)
-    cpu0, pg0 = proc_cpu_s(server.pid), postgres_cpu_s() if backend == "postgres" else 0.0
+    cpu0, pg0 = server.cpu_s(), postgres_cpu_s() if backend == "postgres" else 0.0
     busy0 = machine_busy_s()
     t0 = time.monotonic()
     out = clients.all("closed", [(c, args.duration) for c in per])
     window = time.monotonic() - t0
     sent = sum(o["sent"] for o in out)
     drain, received1 = wait_delivered(clients, received0 + sent, 60)
-    cpu1, pg1 = proc_cpu_s(server.pid), postgres_cpu_s() if backend == "postgres" else 0.0
+    cpu1, pg1 = server.cpu_s(), postgres_cpu_s() if backend == "postgres" else 0.0
     busy1 = machine_busy_s()
     _, stats1 = total_received(clients)
     errors: dict[str, int] = {}
@@ -599,11 +696,11 @@ def measure(
     half = rate / 2
     clients.all("record", [True] * w)
     received2, stats2 = total_received(clients)
-    cpu2 = proc_cpu_s(server.pid)
+    cpu2 = server.cpu_s()
     out2 = clients.all("open", [(half / w, args.latency_duration)] * w)
     sent2 = sum(o["sent"] for o in out2)
     _, _ = wait_delivered(clients, received2 + sent2, 30)
-    cpu3 = proc_cpu_s(server.pid)
+    cpu3 = server.cpu_s()
     clients.all("record", [False] * w)
     _, stats3 = total_received(clients)
     lat = [x for s in stats3 for x in s["latencies"]]
@@ -647,7 +744,8 @@ def measure(
         ),
         "machine_load_at_end": load_info(),
         "server_rss_kb_with_active_devices": rss_active,
-        "server_processes": 1,
+        "server_processes": len(server.procs),
+        "send_via": args.send,
     }
     if backend == "postgres":
         result["postgres_cpu_us_per_envelope"] = round((pg1 - pg0) / max(1, delivered) * 1e6, 1)
@@ -656,10 +754,10 @@ def measure(
     # 4. Idle connections.
     if idle:
         time.sleep(0.5)
-        rss0 = proc_rss_kb(server.pid)
+        rss0 = server.rss_kb()
         ready = sum(clients.all("idle", [idle[i::w] for i in range(w)]))
         time.sleep(1.0)
-        rss1 = proc_rss_kb(server.pid)
+        rss1 = server.rss_kb()
         result["idle"] = {
             "devices": ready,
             "rss_before_kb": rss0,
@@ -717,6 +815,18 @@ def main() -> int:
     p.add_argument("--idle-all", action="store_true", help="measure idle RSS on every backend")
     p.add_argument("--workers", type=int, default=2, help="client processes (default 2)")
     p.add_argument(
+        "--send",
+        choices=["ws", "http"],
+        default="ws",
+        help="send over each device's WebSocket (default) or with HTTP PUT",
+    )
+    p.add_argument(
+        "--pg-processes",
+        type=int,
+        default=2,
+        help="server processes sharing PostgreSQL + NATS (default 2; 1 = no NATS)",
+    )
+    p.add_argument(
         "--concurrency", type=int, help="closed-loop senders in flight (default 128, quick 64)"
     )
     p.add_argument("--duration", type=float, help="closed-loop window, s (default 15, quick 5)")
@@ -747,6 +857,8 @@ def main() -> int:
             "duration_s": args.duration,
             "latency_duration_s": args.latency_duration,
             "content_bytes": CONTENT_SIZE,
+            "send_via": args.send,
+            "postgres_server_processes": args.pg_processes,
             "quick": quick,
         },
         "environment": {**environment(), "nofile": nofile, "load_at_start": load_info()},

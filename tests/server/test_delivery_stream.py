@@ -1,5 +1,6 @@
 """DeviceStream's reads: after a cursor when ids are visible in order, no re-read of a drained
-queue, and a failing push loop closes the connection with 1011."""
+queue, offered envelopes pushed from memory (in order, never twice, never lost), and a failing
+push loop closes the connection with 1011."""
 
 from __future__ import annotations
 
@@ -41,15 +42,14 @@ class FakeQueue:
         return sum(self.rows.pop(i, None) is not None for i in ids)
 
 
-async def _run(queue: FakeQueue) -> tuple[DeviceStream, asyncio.Event, list[ServerFrame]]:
+async def _run(queue: FakeQueue, window: int = 256) -> tuple[DeviceStream, list[ServerFrame]]:
     frames: list[ServerFrame] = []
 
     async def send(frame: ServerFrame) -> None:
         frames.append(frame)
 
-    wake = asyncio.Event()
-    stream = DeviceStream(queue, KEY, wake, send, batch=4)  # type: ignore[arg-type]
-    return stream, wake, frames
+    stream = DeviceStream(queue, KEY, send, batch=4, window=window)  # type: ignore[arg-type]
+    return stream, frames
 
 
 @pytest.mark.parametrize("ordered", [True, False])
@@ -59,13 +59,13 @@ async def test_short_batch_is_not_read_again_and_in_flight_rows_are_not_pushed_t
     queue = FakeQueue(ordered)
     for i in (1, 2):
         queue.add(i)
-    stream, wake, frames = await _run(queue)
+    stream, frames = await _run(queue)
     task = asyncio.create_task(stream.run())
     await asyncio.sleep(0.05)
     assert [type(f) for f in frames] == [Deliver, QueueEmpty]
     assert len(queue.fetches) == 1  # the short batch drained the queue: no second read
     queue.add(3)
-    wake.set()
+    stream.poke()
     await asyncio.sleep(0.05)
     assert isinstance(frames[2], Deliver)
     assert [e.envelope_id for e in frames[2].envelopes] == [3]  # 1, 2 in flight: not again
@@ -83,11 +83,137 @@ async def test_full_batch_reads_on() -> None:
     queue = FakeQueue(True)
     for i in range(1, 7):
         queue.add(i)
-    stream, _, frames = await _run(queue)
+    stream, frames = await _run(queue)
     task = asyncio.create_task(stream.run())
     await asyncio.sleep(0.05)
     assert [len(f.envelopes) for f in frames if isinstance(f, Deliver)] == [4, 2]
     assert isinstance(frames[-1], QueueEmpty)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def _delivered(frames: list[ServerFrame]) -> list[int]:
+    return [e.envelope_id for f in frames if isinstance(f, Deliver) for e in f.envelopes]
+
+
+async def test_offers_after_a_drained_read_are_pushed_from_memory() -> None:
+    queue = FakeQueue(True)
+    queue.add(1)
+    stream, frames = await _run(queue)
+    task = asyncio.create_task(stream.run())
+    await asyncio.sleep(0.05)
+    for i in range(2, 12):  # committed (the fake has them) and offered, in order
+        queue.add(i)
+        stream.offer(queue.rows[i])
+    await asyncio.sleep(0.05)
+    assert _delivered(frames) == list(range(1, 12))
+    assert len(queue.fetches) == 1  # no read per delivery
+    assert sum(isinstance(f, QueueEmpty) for f in frames) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_offers_made_during_a_read_are_neither_lost_nor_doubled() -> None:
+    queue = FakeQueue(True)
+    release = asyncio.Event()
+    plain_fetch = queue.fetch_envelopes
+
+    async def slow_fetch(account_id: str, device_id: int, after: int, limit: int) -> list[Envelope]:
+        rows = await plain_fetch(account_id, device_id, after, limit)  # the snapshot
+        await release.wait()
+        return rows
+
+    queue.fetch_envelopes = slow_fetch  # type: ignore[method-assign]
+    queue.add(1)
+    stream, frames = await _run(queue)
+    task = asyncio.create_task(stream.run())
+    await asyncio.sleep(0.02)
+    stream.offer(queue.rows[1])  # committed before the snapshot: also in the read
+    queue.add(2)  # committed after the snapshot: only offered
+    stream.offer(queue.rows[2])
+    release.set()
+    await asyncio.sleep(0.05)
+    assert _delivered(frames) == [1, 2]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_poke_during_a_read_forces_another_read() -> None:
+    queue = FakeQueue(True)
+    release = asyncio.Event()
+    plain_fetch = queue.fetch_envelopes
+
+    async def slow_fetch(account_id: str, device_id: int, after: int, limit: int) -> list[Envelope]:
+        rows = await plain_fetch(account_id, device_id, after, limit)
+        await release.wait()
+        return rows
+
+    queue.fetch_envelopes = slow_fetch  # type: ignore[method-assign]
+    stream, frames = await _run(queue)
+    task = asyncio.create_task(stream.run())
+    await asyncio.sleep(0.02)
+    queue.add(5)  # stored by someone who only pokes (another process)
+    stream.poke()
+    release.set()
+    await asyncio.sleep(0.05)
+    assert _delivered(frames) == [5]
+    assert len(queue.fetches) == 2
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_offers_beyond_the_window_fall_back_to_reading() -> None:
+    queue = FakeQueue(True)
+    stream, frames = await _run(queue, window=4)
+    task = asyncio.create_task(stream.run())
+    await asyncio.sleep(0.02)
+    for i in range(1, 11):
+        queue.add(i)
+        stream.offer(queue.rows[i])
+    await asyncio.sleep(0.05)
+    assert _delivered(frames) == [1, 2, 3, 4]  # the window is full: nothing more in flight
+    for acked in ([1, 2, 3, 4], [5, 6, 7, 8], [9, 10]):
+        await stream.ack(acked)
+        await asyncio.sleep(0.05)
+    assert _delivered(frames) == list(range(1, 11))  # in order, once each
+    assert len(queue.fetches) >= 2  # the dropped offers were read back
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_random_interleavings_deliver_each_envelope_once_in_order(ordered: bool) -> None:
+    import random  # noqa: PLC0415
+
+    rng = random.Random(7)
+    queue = FakeQueue(ordered)
+    stream, frames = await _run(queue, window=16)
+    task = asyncio.create_task(stream.run())
+    next_id = 1
+    for _ in range(300):
+        action = rng.random()
+        if action < 0.5:
+            queue.add(next_id)
+            if rng.random() < 0.8:
+                stream.offer(queue.rows[next_id])
+            else:
+                stream.poke()
+            next_id += 1
+        elif action < 0.8:
+            pending = [i for i in _delivered(frames) if i in queue.rows]
+            if pending:
+                await stream.ack(pending[: rng.randint(1, len(pending))])
+        await asyncio.sleep(0 if rng.random() < 0.7 else 0.001)
+    for _ in range(50):
+        await stream.ack([i for i in _delivered(frames) if i in queue.rows])
+        await asyncio.sleep(0.005)
+    delivered = _delivered(frames)
+    assert delivered == list(range(1, next_id))
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -31,9 +31,9 @@ from veil.server.credentials import hash_credential, new_credential
 from veil.server.model import NewDevice
 from veil.server.repository import Repository
 from veil.wire.keys import MAX_KEYS_PER_UPLOAD
-from veil.wire.messages import MAX_CONTENT, MAX_ENVELOPES, Ack, Deliver, QueueEmpty
+from veil.wire.messages import MAX_CONTENT, MAX_ENVELOPES, Ack, Deliver, QueueEmpty, ServerFrame
 
-_ws_decoder = msgspec.msgpack.Decoder(Deliver | QueueEmpty)
+_ws_decoder = msgspec.msgpack.Decoder(ServerFrame)
 _ws_encoder = msgspec.msgpack.Encoder()
 
 
@@ -119,7 +119,11 @@ def _app(repo: Repository) -> ASGIApp:
     return create_app(
         repo,
         migrate=False,
-        limits=Limits(register_per_ip=(1000.0, 10_000.0), bundles_per_device=(1000.0, 10_000.0)),
+        limits=Limits(
+            register_per_ip=(1000.0, 10_000.0),
+            bundles_per_device=(1000.0, 10_000.0),
+            auth_failures_per_ip=(1000.0, 10_000.0),  # bad credentials are the point here
+        ),
     )
 
 
@@ -884,7 +888,8 @@ class _AsgiWebSocket:
             frame = _ws_decoder.decode(message["bytes"])
             if isinstance(frame, QueueEmpty):
                 return out
-            out.extend(frame.envelopes)
+            if isinstance(frame, Deliver):
+                out.extend(frame.envelopes)
 
     async def ack(self, ids: list[int]) -> None:
         await self.inbox.put({"type": "websocket.receive", "bytes": _ws_encoder.encode(Ack(ids))})

@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,7 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from veil.core.crypto.x25519 import PrivateKey
 from veil.server.delivery import IDLE_RECHECK_S
-from veil.wire.messages import Ack, Deliver, QueueEmpty
+from veil.wire.messages import Ack, Deliver, KeysLow, QueueEmpty, ServerFrame
 
 from .conftest import _drop_postgres_database, _fresh_postgres_database
 from .test_server_cli import free_port, veil_env
@@ -43,7 +43,17 @@ NATS_URL = os.environ.get("VEIL_TEST_NATS_URL", "nats://127.0.0.1:4222")
 N = 500
 FIRST_WAKE_LIMIT_S = 2.0
 
-_decoder = msgspec.msgpack.Decoder(Deliver | QueueEmpty)
+_decoder = msgspec.msgpack.Decoder(ServerFrame)
+
+
+async def _frame(ws: Any, timeout: float) -> ServerFrame:
+    """The next frame other than a "prekeys low" notice (these devices upload no keys)."""
+    while True:
+        frame = _decoder.decode(await asyncio.wait_for(ws.recv(), timeout))
+        if not isinstance(frame, KeysLow):
+            return frame
+
+
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -169,7 +179,7 @@ async def send(http: httpx.AsyncClient, base: str, sender: Device, to: Device, i
 @contextlib.asynccontextmanager
 async def websocket(url: str, device: Device) -> AsyncIterator[ClientConnection]:
     async with connect(url, additional_headers=device.auth, open_timeout=10) as ws:
-        frame = _decoder.decode(await asyncio.wait_for(ws.recv(), 10))
+        frame = await _frame(ws, 10)
         assert isinstance(frame, QueueEmpty)  # nothing waiting yet
         yield ws
 
@@ -178,7 +188,7 @@ async def receive(ws: ClientConnection, count: int, arrived: dict[int, float]) -
     """The next ``count`` envelopes (acked as they come), noting when each arrived."""
     got: list[int] = []
     while len(got) < count:
-        frame = _decoder.decode(await asyncio.wait_for(ws.recv(), 10))
+        frame = await _frame(ws, 10)
         if isinstance(frame, Deliver):
             now = time.monotonic()
             for e in frame.envelopes:
@@ -192,7 +202,7 @@ async def receive(ws: ClientConnection, count: int, arrived: dict[int, float]) -
 async def nothing_more(ws: ClientConnection, wait: float = 0.5) -> None:
     with contextlib.suppress(TimeoutError):
         while True:
-            frame = _decoder.decode(await asyncio.wait_for(ws.recv(), wait))
+            frame = await _frame(ws, wait)
             assert isinstance(frame, QueueEmpty), f"unexpected extra delivery {frame!r}"
 
 

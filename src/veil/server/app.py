@@ -15,30 +15,48 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Final, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from veil.server import errors, openapi
 from veil.server.accounts import AccountService, Caller
+from veil.server.attachments import AttachmentService, AttachmentSettings, default_blob_store
+from veil.server.blobs import BlobStore
 from veil.server.delivery import Notifier
 from veil.server.keys import KeyService
 from veil.server.messages import MessageService
 from veil.server.metrics import CALLER_KEY, CONTENT_TYPE, Metrics, MetricsMiddleware, route_template
-from veil.server.ratelimit import RateLimiter
+from veil.server.postgres_ratelimit import shared_limiter
+from veil.server.provisioning import ProvisioningService
+from veil.server.ratelimit import (
+    AUTH_FAILURES_PER_IP,
+    BUNDLES_PER_DEVICE,
+    PER_ACCOUNT,
+    PER_IP,
+    REGISTER_PER_IP,
+    MemoryLimiter,
+    Penalties,
+    Rate,
+    RateLimiter,
+    check_rate,
+)
 from veil.server.repository import Repository
+from veil.server.sweeper import Sweeper
+from veil.server.throttle import ClientAddress, PerIpLimit, Throttle
 from veil.server.websocket import WebSocketHub
 from veil.wire import WireError, decode, encode
 from veil.wire.accounts import RegisterRequest
 from veil.wire.errors import ErrorBody
 from veil.wire.keys import KeyUpload
 from veil.wire.messages import SendRequest
+from veil.wire.provisioning import LinkRequest, ProvisioningMessage
 
 log = logging.getLogger("veil.server")
 T = TypeVar("T")
@@ -51,10 +69,29 @@ READY_TIMEOUT_S: Final = 2.0
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Rate limits: tokens per second and burst, per requester."""
+    """Rate limits: ``(tokens per second, burst)`` per requester; see :mod:`.throttle`.
 
-    register_per_ip: tuple[float, float] = (1.0, 20.0)
-    bundles_per_device: tuple[float, float] = (5.0, 100.0)
+    ``per_ip`` and ``per_account`` are kept in each process's memory; the others are shared
+    by the processes of one PostgreSQL database (:mod:`.postgres_ratelimit`).
+    """
+
+    per_ip: Rate = (100.0, 500.0)
+    per_account: Rate = (50.0, 500.0)
+    register_per_ip: Rate = (1.0, 20.0)
+    bundles_per_device: Rate = (5.0, 100.0)
+    auth_failures_per_ip: Rate = (1.0, 50.0)
+    provisioning_per_ip: Rate = (0.2, 20.0)
+    """New-device mailboxes (``POST /v1/provisioning``), per address; in memory."""
+    link_per_ip: Rate = (0.1, 10.0)
+    """Linking attempts (``POST /v1/devices/link``: code guesses), per address; in memory."""
+
+    def __post_init__(self) -> None:
+        for name, rate in self.rates().items():
+            check_rate(name, rate)
+
+    def rates(self) -> dict[str, Rate]:
+        """Every limit by scope name (the field names)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def _json(value: object, status: int = 200) -> Response:
@@ -90,6 +127,16 @@ async def _body(request: Request, kind: type[T]) -> T:
         return decode(b"".join(chunks), kind)
     except WireError as exc:
         raise errors.bad_request(f"invalid request body: {exc}") from None
+
+
+async def _stream(request: Request) -> AsyncIterator[bytes]:
+    """The request body as it arrives (a client that goes away is a 400, not a 500)."""
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                yield chunk
+    except ClientDisconnect:
+        raise errors.bad_request("the client went away before the end of the body") from None
 
 
 def _int_param(request: Request, name: str, low: int, high: int) -> int:
@@ -133,19 +180,45 @@ class _Api:
         wall_ms: Callable[[], int],
         limits: Limits,
         notifier: Notifier | None = None,
+        trusted_proxies: tuple[str, ...] = (),
+        blobs: BlobStore | None = None,
+        attachments: AttachmentSettings | None = None,
     ) -> None:
         self.accounts = AccountService(repo, wall_ms)
-        self.keys = KeyService(repo, RateLimiter(*limits.bundles_per_device, clock))
-        self.register_limiter = RateLimiter(*limits.register_per_ip, clock)
+        self.provisioning = ProvisioningService(repo, wall_ms)
+        self.provisioning_limiter = RateLimiter(*limits.provisioning_per_ip, clock)
+        self.link_limiter = RateLimiter(*limits.link_per_ip, clock)
+        blob_store = default_blob_store(repo) if blobs is None else blobs
+        self.attachments = AttachmentService(repo, blob_store, wall_ms, attachments)
+        self.sweeper = Sweeper(repo, self.attachments, wall_ms)
+        rates = limits.rates()
+        memory = MemoryLimiter({k: rates[k] for k in (PER_IP, PER_ACCOUNT)}, clock)
+        shared_rates = {k: rates[k] for k in (REGISTER_PER_IP, BUNDLES_PER_DEVICE)}
+        shared_rates[AUTH_FAILURES_PER_IP] = rates[AUTH_FAILURES_PER_IP]
+        shared = shared_limiter(
+            repo, shared_rates, clock=clock, wall_clock=lambda: wall_ms() / 1000
+        )
+        self.throttle = Throttle(memory, shared, ClientAddress(trusted_proxies), Penalties(clock))
+        self.keys = KeyService(repo, shared)
         self.notifier = Notifier() if notifier is None else notifier
         self.repo = repo
         self.metrics = Metrics(wall_ms)
         self.messages = MessageService(repo, self.notifier, wall_ms, metrics=self.metrics)
-        self.hub = WebSocketHub(self.accounts, repo, self.notifier, self.metrics)
+        self.hub = WebSocketHub(
+            self.accounts,
+            repo,
+            self.notifier,
+            self.metrics,
+            messages=self.messages,
+            key_counts=self.keys.counts,
+            guard=self.throttle.websocket_guard(self.accounts),
+        )
         self.metrics.track_connected(lambda: self.hub.connected)
+        self.keys.on_low = self.notifier.notify_keys_low
 
     async def caller(self, request: Request) -> Caller:
-        who = await self.accounts.authenticate(request.headers.get("authorization"))
+        header = request.headers.get("authorization")
+        who = await self.throttle.authenticate(request.scope, header, self.accounts)
         request.scope[CALLER_KEY] = f"{who.account_id}.{who.device_id}"  # for the access log
         return who
 
@@ -167,10 +240,7 @@ class _Api:
         return Response(openapi.render(), media_type="application/json")
 
     async def register(self, request: Request) -> Response:
-        host = request.client.host if request.client else "unknown"
-        wait = self.register_limiter.take(host)
-        if wait:
-            raise errors.rate_limited(round(wait, 3))
+        await self.throttle.registration(request.scope)
         return _json(await self.accounts.register(await _body(request, RegisterRequest)), 201)
 
     async def lookup(self, request: Request) -> Response:
@@ -211,6 +281,55 @@ class _Api:
         body = await _body(request, SendRequest)
         return _json(await self.messages.send(who, request.path_params["account_id"], body))
 
+    def _limit_address(self, limiter: RateLimiter, request: Request) -> None:
+        wait = limiter.take(self.throttle.addresses.of(request.scope))
+        if wait:
+            raise errors.rate_limited(round(wait, 3))
+
+    async def open_provisioning(self, request: Request) -> Response:
+        self._limit_address(self.provisioning_limiter, request)
+        return _json(await self.provisioning.create(), 201)
+
+    async def receive_provisioning(self, request: Request) -> Response:
+        wait = request.query_params.get("wait", "0")
+        if not _DIGITS.fullmatch(wait) or int(wait) > 30:
+            raise errors.bad_request("wait must be 0..30 seconds")
+        message = await self.provisioning.receive(
+            request.path_params["provisioning_id"],
+            request.headers.get("authorization"),
+            int(wait),
+        )
+        return Response(status_code=204) if message is None else _json(message)
+
+    async def put_provisioning(self, request: Request) -> Response:
+        who = await self.caller(request)
+        body = await _body(request, ProvisioningMessage)
+        await self.provisioning.put(who, request.path_params["provisioning_id"], body)
+        return Response(status_code=204)
+
+    async def provisioning_code(self, request: Request) -> Response:
+        return _json(await self.provisioning.new_code(await self.caller(request)), 201)
+
+    async def link_device(self, request: Request) -> Response:
+        self._limit_address(self.link_limiter, request)
+        return _json(await self.provisioning.link(await _body(request, LinkRequest)), 201)
+
+    async def upload_attachment(self, request: Request) -> Response:
+        who = await self.caller(request)
+        length = request.headers.get("content-length")
+        return _json(await self.attachments.upload(who, length, _stream(request)), 201)
+
+    async def fetch_attachment(self, request: Request) -> Response:
+        await self.caller(request)
+        size, chunks = await self.attachments.open(request.path_params["attachment_id"])
+        headers = {"content-length": str(size), "cache-control": "no-store"}
+        return StreamingResponse(chunks, headers=headers, media_type="application/octet-stream")
+
+    async def delete_attachment(self, request: Request) -> Response:
+        who = await self.caller(request)
+        await self.attachments.delete(who, request.path_params["attachment_id"])
+        return Response(status_code=204)
+
     def routes(self) -> list[BaseRoute]:
         def r(path: str, handler: Handler, method: str) -> Route:
             return Route(path, _guarded(handler), methods=[method])
@@ -225,13 +344,21 @@ class _Api:
             r("/v1/accounts/by-username/{username}", self.lookup, "GET"),
             r("/v1/accounts/{account_id}", self.account, "GET"),
             r("/v1/devices", self.devices, "GET"),
+            r("/v1/devices/provisioning-code", self.provisioning_code, "POST"),
+            r("/v1/devices/link", self.link_device, "POST"),
             r("/v1/devices/{device_id}", self.remove_device, "DELETE"),
             r("/v1/keys", self.upload_keys, "PUT"),
             r("/v1/keys/status", self.key_status, "GET"),
             r("/v1/keys/{account_id}", self.bundles, "GET"),
             r("/v1/keys/{account_id}/{device_id}", self.bundles, "GET"),
             r("/v1/messages/{account_id}", self.send_message, "PUT"),
-            WebSocketRoute("/v1/websocket", self.hub.endpoint),
+            r("/v1/provisioning", self.open_provisioning, "POST"),
+            r("/v1/provisioning/{provisioning_id}", self.receive_provisioning, "GET"),
+            r("/v1/provisioning/{provisioning_id}", self.put_provisioning, "PUT"),
+            r("/v1/attachments", self.upload_attachment, "POST"),
+            r("/v1/attachments/{attachment_id}", self.fetch_attachment, "GET"),
+            r("/v1/attachments/{attachment_id}", self.delete_attachment, "DELETE"),
+            WebSocketRoute("/v1/websocket", self.hub),
         ]
 
 
@@ -243,24 +370,50 @@ def create_app(
     limits: Limits | None = None,
     migrate: bool = True,
     notifier: Notifier | None = None,
+    trusted_proxies: tuple[str, ...] = (),
+    blobs: BlobStore | None = None,
+    attachments: AttachmentSettings | None = None,
 ) -> Starlette:
-    """The ASGI app over ``repo`` (migrated on startup when ``migrate``; closed on shutdown)."""
-    api = _Api(repo, clock, wall_ms, limits or Limits(), notifier)
+    """The ASGI app over ``repo`` (migrated on startup when ``migrate``; closed on shutdown).
+
+    ``clock`` (monotonic seconds) drives the in-memory rate limits, ``wall_ms`` the shared
+    ones; ``X-Forwarded-For`` is believed only from ``trusted_proxies`` (:mod:`.throttle`).
+    Attachment bytes go to ``blobs`` (default: :func:`.attachments.default_blob_store`); the
+    lifespan runs the periodic :class:`.sweeper.Sweeper` (also at ``app.state.sweeper``).
+    """
+    api = _Api(
+        repo,
+        clock,
+        wall_ms,
+        limits or Limits(),
+        notifier,
+        trusted_proxies=trusted_proxies,
+        blobs=blobs,
+        attachments=attachments,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if migrate:
             await repo.migrate()
+        sweeping = asyncio.create_task(api.sweeper.run(), name="veil-sweeper")
         try:
             yield
         finally:
+            sweeping.cancel()
+            await asyncio.gather(sweeping, return_exceptions=True)
+            await api.throttle.shared.close()
             await repo.close()
 
     app = Starlette(
         routes=api.routes(),
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},
-        middleware=[Middleware(MetricsMiddleware, metrics=api.metrics)],
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=api.metrics),
+            Middleware(PerIpLimit, throttle=api.throttle, respond=_error),
+        ],
     )
+    app.state.sweeper = api.sweeper
     app.router.redirect_slashes = False  # "/v1/keys/x/" is a JSON 404, not an empty redirect
     return app

@@ -7,19 +7,31 @@ Settings come from, lowest to highest precedence: the defaults, an optional TOML
 
 ``database_url`` ``None`` means SQLite at ``<data_dir>/veil.db``; otherwise it is
 ``postgresql://...`` / ``postgres://...`` (PostgreSQL) or ``sqlite:///absolute/path.db``.
+
+Rate limits (:class:`veil.server.app.Limits`, see :mod:`veil.server.throttle`): in TOML a
+``[rate_limits]`` table of ``name = [per_second, burst]``, in the environment
+``VEIL_RATE_LIMITS="per_ip=100/500, per_account=50/500"``; limits not named keep their
+defaults. ``trusted_proxies`` (TOML array, or ``VEIL_TRUSTED_PROXIES`` separated by commas)
+are the addresses or networks whose ``X-Forwarded-For`` header names the client.
+``max_attachment_bytes`` (default 100 MiB) and ``attachment_ttl_s`` (default 30 days) bound
+attachments (set them in the TOML file).
 Invalid values raise :class:`ConfigError` with a message that names the setting and where it
 came from. The ``repr`` of a config never shows a password (nor a NATS token).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+from veil.server.ratelimit import SCOPES, Rate, check_rate
 
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug", "trace")
 POSTGRES_SCHEMES: Final = ("postgresql", "postgres")
@@ -32,6 +44,8 @@ ENV_VARS: Final = {
     "database_url": "VEIL_DATABASE_URL",
     "nats_url": "VEIL_NATS_URL",
     "log_level": "VEIL_LOG_LEVEL",
+    "trusted_proxies": "VEIL_TRUSTED_PROXIES",
+    "rate_limits": "VEIL_RATE_LIMITS",
 }
 CONFIG_ENV: Final = "VEIL_CONFIG"
 SQLITE_FILE: Final = "veil.db"
@@ -63,6 +77,13 @@ class ServerConfig:
     database_url: str | None = None
     nats_url: str | None = None
     log_level: str = "info"
+    trusted_proxies: tuple[str, ...] = ()
+    rate_limits: Mapping[str, Rate] = field(default_factory=dict, hash=False)
+    """Limits that differ from the defaults, by name (a field of ``Limits``)."""
+    max_attachment_bytes: int = 100 << 20
+    """Largest attachment upload (bigger ones are refused with 413)."""
+    attachment_ttl_s: int = 30 * 24 * 3600
+    """How long an attachment is served after its upload."""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -71,7 +92,8 @@ class ServerConfig:
         return (
             f"ServerConfig(host={self.host!r}, port={self.port!r}, "
             f"data_dir={str(self.data_dir)!r}, database_url={_opt(redact_url(self.database_url))}, "
-            f"nats_url={_opt(redact_url(self.nats_url))}, log_level={self.log_level!r})"
+            f"nats_url={_opt(redact_url(self.nats_url))}, log_level={self.log_level!r}, "
+            f"trusted_proxies={self.trusted_proxies!r}, rate_limits={dict(self.rate_limits)!r})"
         )
 
     @property
@@ -160,6 +182,36 @@ def _validate(config: ServerConfig) -> None:
         _validate_database_url(config.database_url)
     if config.nats_url is not None:
         _validate_nats_url(config.nats_url)
+    _validate_proxies(config.trusted_proxies)
+    for name in ("max_attachment_bytes", "attachment_ttl_s"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+    _validate_rate_limits(config.rate_limits)
+
+
+def _validate_proxies(proxies: object) -> None:
+    if not isinstance(proxies, tuple) or not all(isinstance(p, str) for p in proxies):
+        raise ConfigError("trusted_proxies must be a list of IP addresses or networks")
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"trusted_proxies: {proxy!r} is not an IP address or network (10.0.0.0/8)"
+            ) from None
+
+
+def _validate_rate_limits(limits: object) -> None:
+    if not isinstance(limits, Mapping):
+        raise ConfigError("rate_limits must be a table of name = [per_second, burst]")
+    for name, rate in limits.items():
+        if name not in SCOPES:
+            raise ConfigError(f"rate_limits: unknown limit {name!r} (known: {', '.join(SCOPES)})")
+        try:
+            check_rate(f"rate_limits.{name}", rate)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def _validate_database_url(url: str) -> None:
@@ -200,6 +252,16 @@ _TYPES: Final[dict[str, type]] = {
     "database_url": str,
     "nats_url": str,
     "log_level": str,
+    "trusted_proxies": list,
+    "rate_limits": dict,
+    "max_attachment_bytes": int,
+    "attachment_ttl_s": int,
+}
+_KINDS: Final[dict[type, str]] = {
+    int: "an integer",
+    str: "a string",
+    list: "an array of strings",
+    dict: "a table of name = [per_second, burst]",
 }
 
 
@@ -225,14 +287,38 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     for key, value in data.items():
         kind = _TYPES[key]
         if isinstance(value, bool) or not isinstance(value, kind):
-            raise ConfigError(
-                f"config file {path}: {key} must be {'an integer' if kind is int else 'a string'},"
-                f" not {value!r}"
-            )
+            raise ConfigError(f"config file {path}: {key} must be {_KINDS[kind]}, not {value!r}")
     if "data_dir" in data:
         data_dir = Path(data["data_dir"]).expanduser()
         data["data_dir"] = data_dir if data_dir.is_absolute() else path.parent / data_dir
+    if "trusted_proxies" in data:
+        data["trusted_proxies"] = tuple(data["trusted_proxies"])
+    if "rate_limits" in data:
+        data["rate_limits"] = {
+            name: tuple(rate) if isinstance(rate, list) else rate
+            for name, rate in data["rate_limits"].items()
+        }
     return data
+
+
+_SEPARATORS: Final = re.compile(r"[\s,]+")
+_RATE: Final = re.compile(r"([a-z_]+)=([^/=]+)/([^/=]+)")
+
+
+def _env_rate_limits(name: str, text: str) -> dict[str, Rate]:
+    """``per_ip=100/500, per_account=50/500`` (commas or spaces between limits)."""
+    limits: dict[str, Rate] = {}
+    for item in filter(None, _SEPARATORS.split(text)):
+        match = _RATE.fullmatch(item)
+        try:
+            if match is None:
+                raise ValueError
+            limits[match[1]] = (float(match[2]), float(match[3]))
+        except ValueError:
+            raise ConfigError(
+                f"{name}: {item!r} is not name=per_second/burst (e.g. per_ip=100/500)"
+            ) from None
+    return limits
 
 
 def read_environment(env: Mapping[str, str]) -> dict[str, Any]:
@@ -247,6 +333,10 @@ def read_environment(env: Mapping[str, str]) -> dict[str, Any]:
                 values[key] = int(text)
             except ValueError:
                 raise ConfigError(f"{name} must be an integer, not {text!r}") from None
+        elif key == "trusted_proxies":
+            values[key] = tuple(filter(None, _SEPARATORS.split(text)))
+        elif key == "rate_limits":
+            values[key] = _env_rate_limits(name, text)
         else:
             values[key] = text
     return values

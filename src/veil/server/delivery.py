@@ -5,17 +5,21 @@ order; the device acks; acked envelopes are deleted. The loop keeps at most ``wi
 unacknowledged envelopes in flight, so a slow device holds a bounded amount of server memory
 and never stalls others (each connection has its own task, and a blocked send only blocks it).
 
-:class:`Notifier` wakes the loop of a device when something is stored for it. In one process
-it is an in-memory map of events; with several processes :class:`veil.server.fanout.NatsFanout`
-(a subclass) also carries them over NATS.
+:class:`Notifier` tells the loop of a connected device that something was stored for it: it
+hands over the stored envelope itself (:meth:`Listener.offer`), or just says "read your
+queue" (:meth:`Listener.poke`). In one process it is an in-memory map of listeners; with
+several processes :class:`veil.server.fanout.NatsFanout` (a subclass) also carries pokes over
+NATS. When the repository makes ids visible in id order (SQLite), a loop that has drained its
+queue pushes offered envelopes straight from memory -- no read per delivery; otherwise
+(PostgreSQL) an offer is a poke.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import random
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Final
+from typing import Final, Protocol
 
 from veil.server.model import Envelope
 from veil.server.repository import Repository
@@ -25,37 +29,62 @@ DeviceKey = tuple[str, int]
 BATCH: Final = 64
 WINDOW: Final = 256
 IDLE_RECHECK_S: Final = 30.0
-"""A connected device re-reads its queue at least this often, even without a wake-up."""
+"""A connected device re-reads its queue about this often (+-25 %), even without a wake-up."""
+
+
+class Listener(Protocol):
+    """A connected device, as the notifier sees it."""
+
+    def poke(self) -> None:
+        """Something may have been stored: read the queue."""
+
+    def offer(self, envelope: Envelope) -> None:
+        """``envelope`` was just committed to this device's queue."""
+
+    def keys_low(self) -> None:
+        """The device has few one-time prekeys left."""
 
 
 class Notifier:
-    """Wake-ups for devices connected to this process."""
+    """Wake-ups and signals for devices connected to this process."""
 
     def __init__(self) -> None:
-        self._events: dict[DeviceKey, asyncio.Event] = {}
+        self._listeners: dict[DeviceKey, Listener] = {}
 
-    def register(self, key: DeviceKey) -> asyncio.Event:
-        """The event the connection of ``key`` waits on (a new connection replaces the old)."""
-        event = asyncio.Event()
-        self._events[key] = event
-        return event
+    def register(self, key: DeviceKey, listener: Listener) -> None:
+        """Send ``key``'s notices to ``listener`` (a new connection replaces the old)."""
+        self._listeners[key] = listener
 
-    def unregister(self, key: DeviceKey, event: asyncio.Event) -> None:
-        """Forget ``key``'s event if it is still this connection's."""
-        if self._events.get(key) is event:
-            del self._events[key]
+    def unregister(self, key: DeviceKey, listener: Listener) -> None:
+        """Forget ``key``'s listener if it is still this one."""
+        if self._listeners.get(key) is listener:
+            del self._listeners[key]
 
     def notify(self, keys: Iterable[DeviceKey]) -> None:
         """Something was stored for these devices."""
         for key in keys:
-            event = self._events.get(key)
-            if event is not None:
-                event.set()
+            listener = self._listeners.get(key)
+            if listener is not None:
+                listener.poke()
+
+    def deliver(self, envelopes: Iterable[Envelope]) -> None:
+        """These envelopes were committed (call in commit order, right after the commit)."""
+        for envelope in envelopes:
+            listener = self._listeners.get((envelope.account_id, envelope.device_id))
+            if listener is not None:
+                listener.offer(envelope)
+
+    def notify_keys_low(self, keys: Iterable[DeviceKey]) -> None:
+        """These devices have few one-time prekeys left."""
+        for key in keys:
+            listener = self._listeners.get(key)
+            if listener is not None:
+                listener.keys_low()
 
     @property
     def connected(self) -> int:
         """Devices with a live connection in this process."""
-        return len(self._events)
+        return len(self._listeners)
 
     async def close(self) -> None:
         """Release what the notifier holds (nothing here; a broker connection in subclasses)."""
@@ -68,13 +97,16 @@ def _out(e: Envelope) -> EnvelopeOut:
 
 
 class DeviceStream:
-    """Pushes one device's queue to its connection; the caller feeds acks in."""
+    """Pushes one device's queue to its connection; the caller feeds acks in.
+
+    Frames: :class:`Deliver` batches in queue order, and one :class:`QueueEmpty` once the
+    backlog that was waiting at connection time has been pushed.
+    """
 
     def __init__(
         self,
         repo: Repository,
         key: DeviceKey,
-        wake: asyncio.Event,
         send: Callable[[ServerFrame], Awaitable[None]],
         *,
         batch: int = BATCH,
@@ -82,12 +114,34 @@ class DeviceStream:
     ) -> None:
         self.repo = repo
         self.key = key
-        self.wake = wake
         self.send = send
         self.batch = batch
         self.window = window
+        self.wake = asyncio.Event()
         self._in_flight: set[int] = set()
         self._acked = asyncio.Event()
+        self._ordered = bool(getattr(repo, "ids_visible_in_order", False))
+        self._dirty = True  # the queue must be read (first the backlog)
+        self._live = False  # (ordered) nothing beyond the cursor but ``_offers`` is stored
+        self._offers: list[Envelope] = []
+        self._cursor = 0  # (ordered) the highest envelope id read or pushed
+
+    def poke(self) -> None:
+        """Something may have been stored: read the queue."""
+        self._dirty = True
+        self.wake.set()
+
+    def offer(self, envelope: Envelope) -> None:
+        """``envelope`` was just committed (offers come in commit order)."""
+        if not self._ordered or len(self._offers) >= self.window:
+            self._offers.clear()
+            self.poke()
+            return
+        self._offers.append(envelope)
+        self.wake.set()
+
+    def keys_low(self) -> None:  # pragma: no cover - the connection handles this notice
+        """Not the stream's business (see the connection)."""
 
     async def ack(self, envelope_ids: list[int]) -> None:
         """Delete acknowledged envelopes (only from this device's queue)."""
@@ -100,48 +154,93 @@ class DeviceStream:
     async def run(self) -> None:
         """Push forever: the backlog first, then each new envelope as it is stored."""
         announced_empty = False
-        # The highest envelope id pushed on this connection (the cursor, when it is safe).
-        cursor = 0
-        ordered = bool(getattr(self.repo, "ids_visible_in_order", False))
+        loop = asyncio.get_running_loop()
         while True:
             while len(self._in_flight) >= self.window:
                 self._acked.clear()
                 await self._acked.wait()
             self.wake.clear()
             room = min(self.batch, self.window - len(self._in_flight))
-            if ordered:
-                # The repository promises that ids become visible in id order (SQLite: ids
-                # are assigned under the database's single write lock, so a lower id always
-                # commits before a higher one is even allocated). Then every envelope with an
-                # id <= ``cursor`` that was ever visible was returned by one of our reads, in
-                # order (ORDER BY id LIMIT n returns the lowest), so reading after the cursor
-                # misses nothing and never re-reads an in-flight row (no duplicate push).
-                found = await self.repo.fetch_envelopes(self.key[0], self.key[1], cursor, room)
-                full = len(found) >= room
+            if self._live and not self._dirty:
+                drained = await self._push_offers(room)
+            elif self._ordered:
+                drained = await self._read_after_cursor(room)
             else:
-                # Read from the queue's head, skipping what is in flight: with PostgreSQL a
-                # send may commit after one with a higher id, so an "after the last id" cursor
-                # could skip it. Acked envelopes are deleted, so the head is in-flight ones,
-                # then new. Skip what was in flight when the read started: an ack may complete
-                # during the read (deleted, no longer in flight) while the read still saw it.
-                pushed = set(self._in_flight)
-                limit = len(pushed) + room
-                head = await self.repo.fetch_envelopes(self.key[0], self.key[1], 0, limit)
-                found = [e for e in head if e.envelope_id not in pushed]
-                full = len(head) >= limit
-            if found:
-                announced_empty = False
-                cursor = max(cursor, found[-1].envelope_id)
-                self._in_flight.update(e.envelope_id for e in found)
-                await self.send(Deliver([_out(e) for e in found]))
-                if full or self.wake.is_set():
-                    continue
-                # A short read saw the whole visible queue, and no wake-up came since
-                # ``wake.clear()`` (before the read): anything committed before the read's
-                # snapshot was in it, and anything committed after it would have set ``wake``
-                # (notify runs after the commit). So the queue is drained: no second read.
+                drained = await self._read_head(room)
+            if not drained:
+                continue
             if not announced_empty:
                 await self.send(QueueEmpty())
                 announced_empty = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), IDLE_RECHECK_S)
+            if self._dirty or self.wake.is_set():
+                continue
+            # A timer rather than ``wait_for`` (which wraps the wait in a task of its own):
+            # an idle connection holds one task, not three.
+            delay = IDLE_RECHECK_S * (0.75 + random.random() / 2)  # noqa: S311 - not secret
+            timer = loop.call_later(delay, self.poke)
+            try:
+                await self.wake.wait()
+            finally:
+                timer.cancel()
+
+    async def _push(self, found: list[Envelope]) -> None:
+        self._in_flight.update(e.envelope_id for e in found)
+        await self.send(Deliver([_out(e) for e in found]))
+
+    async def _push_offers(self, room: int) -> bool:
+        """Everything committed after our last read was offered, in commit (= id) order:
+        push from memory. True when nothing is left to push."""
+        found = [e for e in self._offers[:room] if e.envelope_id > self._cursor]
+        del self._offers[:room]
+        if found:
+            self._cursor = found[-1].envelope_id
+            await self._push(found)
+            return False
+        return not self._offers
+
+    async def _read_after_cursor(self, room: int) -> bool:
+        """Read after the cursor (ordered repositories). True when the queue is drained.
+
+        The repository promises that ids become visible in id order (SQLite: ids are assigned
+        under the database's single write lock, so a lower id always commits before a higher
+        one is even allocated). Then every envelope with an id <= the cursor that was ever
+        visible was returned by one of our reads, in order (ORDER BY id LIMIT n returns the
+        lowest), so reading after the cursor misses nothing and never re-reads an in-flight
+        row (no duplicate push).
+        """
+        self._dirty = False
+        self._live = False
+        found = await self.repo.fetch_envelopes(self.key[0], self.key[1], self._cursor, room)
+        if found:
+            self._cursor = max(self._cursor, found[-1].envelope_id)
+        # Offers of envelopes the read returned go; later ones were committed after the
+        # read's snapshot (a whole group commit is either in it or not).
+        self._offers = [e for e in self._offers if e.envelope_id > self._cursor]
+        if len(found) < room and not self._dirty:
+            # A short read saw the whole visible queue, and no poke came since it began: what
+            # was committed after it is exactly what was (and will be) offered, since every
+            # commit is offered right after it, in order.
+            self._live = True
+        if found:
+            await self._push(found)
+        return self._live and not self._offers
+
+    async def _read_head(self, room: int) -> bool:
+        """Read from the queue's head, skipping what is in flight. True when drained.
+
+        With PostgreSQL a send may commit after one with a higher id, so an "after the last
+        id" cursor could skip it. Acked envelopes are deleted, so the head is in-flight ones,
+        then new. Skip what was in flight when the read started: an ack may complete during
+        the read (deleted, no longer in flight) while the read still saw it.
+        """
+        self._dirty = False
+        self._offers.clear()
+        pushed = set(self._in_flight)
+        limit = len(pushed) + room
+        head = await self.repo.fetch_envelopes(self.key[0], self.key[1], 0, limit)
+        found = [e for e in head if e.envelope_id not in pushed]
+        if found:
+            await self._push(found)
+        # A short read saw the whole visible queue, and no poke came since it began: anything
+        # committed after the read's snapshot pokes us (notify runs after the commit).
+        return len(head) < limit and not self._dirty

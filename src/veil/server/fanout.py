@@ -13,6 +13,8 @@ X", so that the process holding X's WebSocket re-reads X's queue at once.
   routes a wake-up only to the process that wants it, so traffic per process grows with its
   own devices rather than with all sends of all processes (which a ``veil.wake.>`` wildcard
   would deliver to every process).
+- "Prekeys low" signals travel the same way, as a message with the body ``keys_low`` (an
+  empty body is an envelope wake-up).
 - The connection uses ``no_echo``: a process does not receive its own publications (its local
   connections were already woken). A duplicate wake-up would be harmless anyway (an event).
 
@@ -36,11 +38,13 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from veil.server.delivery import DeviceKey, Notifier
+from veil.server.delivery import DeviceKey, Listener, Notifier
+from veil.server.model import Envelope
 
 log = logging.getLogger("veil.server.fanout")
 
 SUBJECT_PREFIX: Final = "veil.wake"
+KEYS_LOW: Final = b"keys_low"
 CONNECT_TIMEOUT_S: Final = 5
 FLUSH_TIMEOUT_S: Final = 5
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
@@ -64,6 +68,7 @@ class NatsFanout(Notifier):
         self._subs: dict[DeviceKey, Subscription | None] = {}
         """Subscribed devices; ``None`` while the subscription is being made."""
         self._outbox: set[DeviceKey] = set()
+        self._outbox_keys_low: set[DeviceKey] = set()
         self._outbox_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -122,16 +127,15 @@ class NatsFanout(Notifier):
         return fanout
 
     # --- Notifier ---------------------------------------------------------------------------
-    def register(self, key: DeviceKey) -> asyncio.Event:
-        event = super().register(key)
+    def register(self, key: DeviceKey, listener: Listener) -> None:
+        super().register(key, listener)
         if key not in self._subs:
             self._subs[key] = None
             self._spawn(self._subscribe(key))
-        return event
 
-    def unregister(self, key: DeviceKey, event: asyncio.Event) -> None:
-        super().unregister(key, event)
-        if key in self._events or key not in self._subs:
+    def unregister(self, key: DeviceKey, listener: Listener) -> None:
+        super().unregister(key, listener)
+        if key in self._listeners or key not in self._subs:
             return
         sub = self._subs[key]
         if sub is not None:  # a pending subscription drops itself when it completes
@@ -144,9 +148,21 @@ class NatsFanout(Notifier):
         self._outbox.update(keys)
         self._outbox_ready.set()
 
+    def deliver(self, envelopes: Iterable[Envelope]) -> None:
+        envelopes = list(envelopes)
+        super().deliver(envelopes)
+        self._outbox.update((e.account_id, e.device_id) for e in envelopes)
+        self._outbox_ready.set()
+
+    def notify_keys_low(self, keys: Iterable[DeviceKey]) -> None:
+        keys = list(keys)
+        super().notify_keys_low(keys)
+        self._outbox_keys_low.update(keys)
+        self._outbox_ready.set()
+
     def wake_all(self) -> None:
         """Make every local connection re-read its queue."""
-        super().notify(list(self._events))
+        super().notify(list(self._listeners))
 
     async def close(self) -> None:
         """Publish what is pending, then close the NATS connection."""
@@ -154,9 +170,10 @@ class NatsFanout(Notifier):
         self._publisher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._publisher
-        if self._outbox and self._nc.is_connected:
+        if (self._outbox or self._outbox_keys_low) and self._nc.is_connected:
             with contextlib.suppress(Exception):
                 await self._publish(self._outbox)
+                await self._publish(self._outbox_keys_low, KEYS_LOW)
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(Exception):
@@ -171,7 +188,10 @@ class NatsFanout(Notifier):
     async def _subscribe(self, key: DeviceKey) -> None:
         async def on_message(msg: Msg) -> None:
             self.received += 1
-            Notifier.notify(self, [key])
+            if msg.data == KEYS_LOW:
+                Notifier.notify_keys_low(self, [key])
+            else:
+                Notifier.notify(self, [key])
 
         try:
             sub = await self._nc.subscribe(subject(key), cb=on_message)
@@ -180,7 +200,7 @@ class NatsFanout(Notifier):
             del self._subs[key]  # the next connection of the device tries again
             Notifier.notify(self, [key])
             return
-        if key not in self._events:  # the device left while the subscription was made
+        if key not in self._listeners:  # the device left while the subscription was made
             del self._subs[key]
             await self._unsubscribe(sub)
             return
@@ -202,16 +222,18 @@ class NatsFanout(Notifier):
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
             keys, self._outbox = self._outbox, set()
+            low, self._outbox_keys_low = self._outbox_keys_low, set()
             try:
                 await self._publish(keys)
+                await self._publish(low, KEYS_LOW)
             except Exception as exc:  # the queues are durable; the re-reads cover a loss
                 log.warning("cannot publish %d wake-up(s): %s", len(keys), type(exc).__name__)
 
-    async def _publish(self, keys: Iterable[DeviceKey]) -> None:
+    async def _publish(self, keys: Iterable[DeviceKey], body: bytes = b"") -> None:
         for key in keys:
             try:
                 name = subject(key)
             except ValueError:
                 continue
-            await self._nc.publish(name, b"")
+            await self._nc.publish(name, body)
             self.published += 1

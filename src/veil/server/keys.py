@@ -1,4 +1,5 @@
-"""The key directory: uploads (signatures checked), counts, bundle fetches (rate limited).
+"""The key directory: uploads (signatures checked), counts, bundle fetches (rate limited
+per requesting device, by a limiter the server processes share).
 
 Signatures are XEdDSA by the account's identity key over the serialized public key (type byte
 included), checked with :mod:`veil.core.crypto` -- the only core code the server may use
@@ -7,6 +8,7 @@ included), checked with :mod:`veil.core.crypto` -- the only core code the server
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from veil.core.crypto import xeddsa
@@ -16,7 +18,7 @@ from veil.core.errors import VeilError
 from veil.server import errors
 from veil.server.accounts import Caller, check_ec_key, require_account_id
 from veil.server.model import DeviceBundle, KyberPreKey, OneTimePreKey, SignedPreKey
-from veil.server.ratelimit import RateLimiter
+from veil.server.ratelimit import BUNDLES_PER_DEVICE, Limiter
 from veil.server.repository import NotFoundError, Repository
 from veil.wire.keys import (
     BundleResponse,
@@ -52,9 +54,12 @@ def _check_signed(key: SignedPreKeyIn, identity: PublicKey) -> SignedPreKey:
 class KeyService:
     """Uploads, counts and bundles on a :class:`Repository`."""
 
-    def __init__(self, repo: Repository, bundle_limiter: RateLimiter) -> None:
+    def __init__(self, repo: Repository, bundle_limiter: Limiter) -> None:
         self.repo = repo
         self.bundle_limiter = bundle_limiter
+        self.on_low: Callable[[list[tuple[str, int]]], None] | None = None
+        """Told which devices a bundle fetch left below :data:`LOW_WATERMARK` one-time keys
+        (the app wires it to the notifier, which pushes "prekeys low" to them)."""
 
     async def upload(self, caller: Caller, upload: KeyUpload) -> KeyCounts:
         """Check every key (all or nothing), then store them."""
@@ -96,7 +101,8 @@ class KeyService:
         self, caller: Caller, account_id: str, device_id: int | None
     ) -> BundleResponse:
         """Bundles for one device, or all devices, of an account (consuming one-time keys)."""
-        wait = self.bundle_limiter.take(f"{caller.account_id}.{caller.device_id}")
+        requester = f"{caller.account_id}.{caller.device_id}"
+        wait = await self.bundle_limiter.take(BUNDLES_PER_DEVICE, requester)
         if wait:
             raise errors.rate_limited(round(wait, 3))
         account = await self.repo.get_account(require_account_id(account_id))
@@ -112,9 +118,21 @@ class KeyService:
             bundle = await self.repo.take_bundle(account_id, i)
             if bundle is not None:
                 out.append(_bundle_out(bundle))
+        await self._tell_if_low(account_id, [b.device_id for b in out])
         if device_id is not None and not out:
             raise errors.not_found("device or its keys")
         return BundleResponse(account.identity_key, out)
+
+    async def _tell_if_low(self, account_id: str, device_ids: list[int]) -> None:
+        if self.on_low is None or not device_ids:
+            return
+        low = []
+        for device_id in device_ids:
+            c = await self.repo.prekey_counts(account_id, device_id)
+            if min(c.one_time_ec, c.one_time_kyber) < LOW_WATERMARK:
+                low.append((account_id, device_id))
+        if low:
+            self.on_low(low)
 
 
 def _one_time(key: OneTimePreKeyIn) -> OneTimePreKey:

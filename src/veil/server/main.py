@@ -24,10 +24,13 @@ from typing import Final, Literal, TextIO
 import asyncpg
 import uvicorn
 
-from veil.server.app import create_app
+from veil.server.app import Limits, create_app
+from veil.server.attachments import AttachmentSettings
+from veil.server.blobs import BlobStore, FileBlobStore
 from veil.server.config import ServerConfig, redact_url
 from veil.server.delivery import Notifier
 from veil.server.logs import configure_logging
+from veil.server.postgres_blobs import PostgresBlobStore
 from veil.server.postgres_repo import PostgresRepository
 from veil.server.repository import Repository
 from veil.server.sqlite_repo import SqliteRepository
@@ -136,6 +139,14 @@ async def open_notifier(config: ServerConfig) -> Notifier:
         ) from None
 
 
+def blob_store(config: ServerConfig, repo: Repository) -> BlobStore:
+    """Attachment bytes: in PostgreSQL (shared by the processes), else in
+    ``<data_dir>/attachments/``."""
+    if isinstance(repo, PostgresRepository):
+        return PostgresBlobStore(repo.pool)
+    return FileBlobStore(config.data_dir / "attachments")
+
+
 GC_THRESHOLDS: Final = (20_000, 50, 100)
 """Cyclic-GC thresholds for the server process (CPython's default is (700, 10, 10)).
 
@@ -187,7 +198,16 @@ def run(config: ServerConfig, out: TextIO | None = None) -> int:
         notifier: Notifier | None = None
         try:
             notifier = await open_notifier(config)
-            app = create_app(repo, notifier=notifier)
+            app = create_app(
+                repo,
+                notifier=notifier,
+                limits=Limits(**config.rate_limits),
+                trusted_proxies=config.trusted_proxies,
+                blobs=blob_store(config, repo),
+                attachments=AttachmentSettings(
+                    config.max_attachment_bytes, config.attachment_ttl_s
+                ),
+            )
             server = uvicorn.Server(
                 uvicorn.Config(
                     app,

@@ -1,4 +1,5 @@
-"""Sending: validate a send, store it durably (one transaction), then wake the targets."""
+"""Sending: validate a send, store it durably (one transaction), then hand the stored
+envelopes to the notifier (which pushes them to connected targets)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from veil.server import errors
 from veil.server.accounts import Caller, require_account_id
 from veil.server.delivery import Notifier
 from veil.server.metrics import Metrics
-from veil.server.model import OutgoingEnvelope, StoredMessage
+from veil.server.model import Envelope, OutgoingEnvelope, StoredMessage
 from veil.server.repository import NotFoundError, QueueFullError, Repository
 from veil.wire.messages import Mismatch, SendRequest, SendResponse, StoredEnvelope
 
@@ -79,6 +80,19 @@ class MessageService:
         if not result.duplicate:
             if self.metrics is not None:
                 self.metrics.envelopes_stored(len(result.envelope_ids))
-            self.notifier.notify(result.envelope_ids)
+            ids = result.envelope_ids
+            self.notifier.deliver(
+                Envelope(
+                    ids[e.account_id, e.device_id],
+                    e.account_id,
+                    e.device_id,
+                    caller.account_id,
+                    caller.device_id,
+                    result.server_ms,
+                    e.type,
+                    e.content,
+                )
+                for e in envelopes
+            )
         stored = [StoredEnvelope(a, d, i) for (a, d), i in sorted(result.envelope_ids.items())]
         return SendResponse(result.server_ms, stored, result.duplicate)

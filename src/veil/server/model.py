@@ -165,3 +165,32 @@ class StoredMessage:
     server_ms: int
     envelope_ids: dict[tuple[str, int], int]
     duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Provisioning:
+    """A new device's provisioning mailbox (the message itself is read only when taken)."""
+
+    provisioning_id: str
+    token_hash: bytes
+    expires_ms: int
+    has_message: bool
+
+    def __repr__(self) -> str:
+        return (
+            f"Provisioning({self.provisioning_id}, expires_ms={self.expires_ms}, "
+            f"has_message={self.has_message})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """An uploaded blob's metadata; ``complete`` once all its bytes are stored."""
+
+    attachment_id: str
+    account_id: str
+    created_ms: int
+    expires_ms: int
+    complete: bool
+    size: int
+    sha256: bytes | None

@@ -14,9 +14,20 @@ import msgspec
 
 import veil
 from veil.wire.accounts import AccountInfo, DeviceList, RegisterRequest, RegisterResponse
+from veil.wire.attachments import AttachmentCreated
 from veil.wire.errors import ErrorBody
 from veil.wire.keys import BundleResponse, KeyCounts, KeyUpload
 from veil.wire.messages import SendRequest, SendResponse
+from veil.wire.provisioning import (
+    LinkRequest,
+    LinkResponse,
+    ProvisioningCode,
+    ProvisioningCreated,
+    ProvisioningMessage,
+)
+
+BYTES = "application/octet-stream"
+"""``body``/``answer`` marker: raw bytes instead of a JSON schema."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +37,16 @@ class Operation:
     method: str
     path: str
     summary: str
-    body: type | None
-    answer: type | None
+    body: type | str | None
+    answer: type | str | None
     status: int = 200
     auth: bool = True
+    bearer: bool = False
+    """Authenticated by a provisioning token (``Authorization: Bearer``) instead."""
+    also: tuple[int, ...] = ()
+    """Other success statuses (without a body)."""
+    query: tuple[tuple[str, dict[str, Any]], ...] = ()
+    """Optional query parameters and their schemas."""
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -73,19 +90,87 @@ OPERATIONS: tuple[Operation, ...] = (
         SendRequest,
         SendResponse,
     ),
+    Operation(
+        "post",
+        "/v1/provisioning",
+        "New device: open a provisioning mailbox",
+        None,
+        ProvisioningCreated,
+        201,
+        auth=False,
+    ),
+    Operation(
+        "get",
+        "/v1/provisioning/{provisioning_id}",
+        "New device: take the provisioning message, waiting up to `wait` s (204: none yet)",
+        None,
+        ProvisioningMessage,
+        auth=False,
+        bearer=True,
+        also=(204,),
+        query=(("wait", {"type": "integer", "minimum": 0, "maximum": 30}),),
+    ),
+    Operation(
+        "put",
+        "/v1/provisioning/{provisioning_id}",
+        "Existing device: put the encrypted provisioning message (at most 64 KiB)",
+        ProvisioningMessage,
+        None,
+        204,
+    ),
+    Operation(
+        "post",
+        "/v1/devices/provisioning-code",
+        "A single-use linking code for this account (10 minutes)",
+        None,
+        ProvisioningCode,
+        201,
+    ),
+    Operation(
+        "post",
+        "/v1/devices/link",
+        "New device: link to an account with its code",
+        LinkRequest,
+        LinkResponse,
+        201,
+        auth=False,
+    ),
+    Operation(
+        "post",
+        "/v1/attachments",
+        "Upload an encrypted attachment (raw bytes)",
+        BYTES,
+        AttachmentCreated,
+        201,
+    ),
+    Operation("get", "/v1/attachments/{attachment_id}", "An attachment's bytes", None, BYTES),
+    Operation(
+        "delete",
+        "/v1/attachments/{attachment_id}",
+        "Delete an attachment this account uploaded",
+        None,
+        None,
+        204,
+    ),
 )
 
 
-def _params(path: str) -> list[dict[str, Any]]:
-    names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+def _content(kind: type | str, ref: dict[type, Any]) -> dict[str, Any]:
+    if isinstance(kind, str):
+        return {kind: {"schema": {"type": "string", "format": "binary"}}}
+    return {"application/json": {"schema": ref[kind]}}
+
+
+def _params(op: Operation) -> list[dict[str, Any]]:
+    names = [part[1:-1] for part in op.path.split("/") if part.startswith("{")]
     return [
         {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
-    ]
+    ] + [{"name": n, "in": "query", "required": False, "schema": schema} for n, schema in op.query]
 
 
 def build() -> dict[str, Any]:
     """The OpenAPI document."""
-    types = [t for op in OPERATIONS for t in (op.body, op.answer) if t is not None]
+    types = [t for op in OPERATIONS for t in (op.body, op.answer) if isinstance(t, type)]
     (schemas_for, components) = msgspec.json.schema_components(
         [*types, ErrorBody], ref_template="#/components/schemas/{name}"
     )
@@ -95,19 +180,20 @@ def build() -> dict[str, Any]:
     for op in OPERATIONS:
         ok: dict[str, Any] = {"description": "success"}
         if op.answer is not None:
-            ok["content"] = {"application/json": {"schema": ref[op.answer]}}
+            ok["content"] = _content(op.answer, ref)
+        responses = {str(op.status): ok, "4XX": error}
+        responses.update({str(s): {"description": "success, no content"} for s in op.also})
         entry: dict[str, Any] = {
             "summary": op.summary,
-            "parameters": _params(op.path),
-            "responses": {str(op.status): ok, "4XX": error},
+            "parameters": _params(op),
+            "responses": responses,
         }
         if op.body is not None:
-            entry["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": ref[op.body]}},
-            }
+            entry["requestBody"] = {"required": True, "content": _content(op.body, ref)}
         if op.auth:
             entry["security"] = [{"device": []}]
+        elif op.bearer:
+            entry["security"] = [{"provisioning": []}]
         paths.setdefault(op.path, {})[op.method] = entry
     return {
         "openapi": "3.1.0",
@@ -120,7 +206,12 @@ def build() -> dict[str, Any]:
                     "type": "http",
                     "scheme": "basic",
                     "description": "user = <account_id>.<device_id>, password = credential",
-                }
+                },
+                "provisioning": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the token of POST /v1/provisioning",
+                },
             },
         },
     }

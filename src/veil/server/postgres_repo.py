@@ -22,12 +22,18 @@ from typing import Any, Final
 
 import asyncpg
 
-from veil.server import migrations, postgres_messages
+from veil.server import (
+    migrations,
+    postgres_attachments,
+    postgres_messages,
+    postgres_provisioning,
+)
 from veil.server.model import (
     MAX_DEVICE_ID,
     MIN_DEVICE_ID,
     PRIMARY_DEVICE_ID,
     Account,
+    Attachment,
     Device,
     DeviceBundle,
     DeviceMismatch,
@@ -37,11 +43,13 @@ from veil.server.model import (
     OneTimePreKey,
     OutgoingEnvelope,
     PreKeyCounts,
+    Provisioning,
     SignedPreKey,
     StoredMessage,
 )
 from veil.server.repository import (
     NotFoundError,
+    PutOutcome,
     TooManyDevicesError,
     UsernameTakenError,
 )
@@ -227,6 +235,11 @@ class PostgresRepository:
             raise RuntimeError("PostgresRepository is not open: await open() first")
         return self._pool
 
+    @property
+    def pool(self) -> Any:
+        """The asyncpg pool, for stores that share this database (attachment chunks)."""
+        return self._db
+
     async def migrate(self) -> int:
         """Apply pending migrations, each in its own transaction.
 
@@ -305,17 +318,24 @@ class PostgresRepository:
         serialized and never pick the same id.
         """
         async with self._db.acquire() as conn, conn.transaction():
-            found = await conn.fetchval(
-                "SELECT true FROM accounts WHERE account_id = $1 FOR NO KEY UPDATE", account_id
-            )
-            if found is None:
-                raise NotFoundError(account_id)
-            free = await conn.fetchval(
-                _LOWEST_FREE_DEVICE_ID, account_id, PRIMARY_DEVICE_ID + 1, MAX_DEVICE_ID
-            )
-            if free is None:
-                raise TooManyDevicesError(account_id)
-            return await self._insert_device(conn, account_id, int(free), device, now_ms)
+            return await self._add_device(conn, account_id, device, now_ms)
+
+    @classmethod
+    async def _add_device(
+        cls, conn: Any, account_id: str, device: NewDevice, now_ms: int
+    ) -> Device:
+        """:meth:`add_device` inside the caller's transaction on ``conn``."""
+        found = await conn.fetchval(
+            "SELECT true FROM accounts WHERE account_id = $1 FOR NO KEY UPDATE", account_id
+        )
+        if found is None:
+            raise NotFoundError(account_id)
+        free = await conn.fetchval(
+            _LOWEST_FREE_DEVICE_ID, account_id, PRIMARY_DEVICE_ID + 1, MAX_DEVICE_ID
+        )
+        if free is None:
+            raise TooManyDevicesError(account_id)
+        return await cls._insert_device(conn, account_id, int(free), device, now_ms)
 
     @staticmethod
     async def _insert_device(
@@ -525,3 +545,84 @@ class PostgresRepository:
         """Forget idempotency answers recorded before ``older_than_ms``; count removed."""
         async with self._db.acquire() as conn:
             return await postgres_messages.purge_idempotency(conn, older_than_ms)
+
+    # --- provisioning (see postgres_provisioning) -----------------------------------------------
+    async def create_provisioning(
+        self, provisioning_id: str, token_hash: bytes, now_ms: int, expires_ms: int
+    ) -> None:
+        """Open an empty provisioning mailbox."""
+        await postgres_provisioning.create(
+            self._db, provisioning_id, token_hash, now_ms, expires_ms
+        )
+
+    async def get_provisioning(self, provisioning_id: str) -> Provisioning | None:
+        """The mailbox, expired or not."""
+        return await postgres_provisioning.get(self._db, provisioning_id)
+
+    async def put_provisioning_message(
+        self, provisioning_id: str, message: bytes, now_ms: int
+    ) -> PutOutcome:
+        """Store the message in a live, empty mailbox."""
+        return await postgres_provisioning.put_message(self._db, provisioning_id, message, now_ms)
+
+    async def take_provisioning_message(self, provisioning_id: str, now_ms: int) -> bytes | None:
+        """Delete a live mailbox holding a message; the message."""
+        return await postgres_provisioning.take_message(self._db, provisioning_id, now_ms)
+
+    async def delete_provisioning(self, provisioning_id: str) -> bool:
+        """Delete a mailbox."""
+        return await postgres_provisioning.delete(self._db, provisioning_id)
+
+    async def add_provisioning_code(
+        self, code_hash: bytes, account_id: str, now_ms: int, expires_ms: int
+    ) -> None:
+        """Record a linking code's hash."""
+        await postgres_provisioning.add_code(self._db, code_hash, account_id, now_ms, expires_ms)
+
+    async def link_device(
+        self, account_id: str, code_hash: bytes, device: NewDevice, now_ms: int
+    ) -> Device | None:
+        """Consume the code and add the device in one transaction.
+
+        The code's ``DELETE`` locks its row: a concurrent link with the same code waits, then
+        deletes nothing. An expired code is deleted and the deletion committed.
+        """
+        async with self._db.acquire() as conn, conn.transaction():
+            if not await postgres_provisioning.consume_code(conn, account_id, code_hash, now_ms):
+                return None
+            return await self._add_device(conn, account_id, device, now_ms)
+
+    async def purge_provisioning(self, now_ms: int) -> int:
+        """Delete expired mailboxes and codes."""
+        return await postgres_provisioning.purge(self._db, now_ms)
+
+    # --- attachment metadata (see postgres_attachments) -----------------------------------------
+    async def add_attachment(
+        self, attachment_id: str, account_id: str, now_ms: int, deadline_ms: int
+    ) -> None:
+        """Record an upload that is starting."""
+        await postgres_attachments.add(self._db, attachment_id, account_id, now_ms, deadline_ms)
+
+    async def finish_attachment(
+        self, attachment_id: str, size: int, sha256: bytes, now_ms: int, expires_ms: int
+    ) -> bool:
+        """Mark a live, incomplete upload complete."""
+        return await postgres_attachments.finish(
+            self._db, attachment_id, size, sha256, now_ms, expires_ms
+        )
+
+    async def get_attachment(self, attachment_id: str) -> Attachment | None:
+        """The metadata row."""
+        return await postgres_attachments.get(self._db, attachment_id)
+
+    async def expire_attachment(self, attachment_id: str, account_id: str, now_ms: int) -> bool:
+        """Make the owner's live, complete attachment expired now."""
+        return await postgres_attachments.expire(self._db, attachment_id, account_id, now_ms)
+
+    async def expired_attachments(self, now_ms: int, limit: int) -> list[str]:
+        """Ids of up to ``limit`` expired attachments."""
+        return await postgres_attachments.expired(self._db, now_ms, limit)
+
+    async def remove_attachments(self, attachment_ids: Sequence[str]) -> int:
+        """Delete these metadata rows (and their chunks)."""
+        return await postgres_attachments.remove(self._db, attachment_ids)

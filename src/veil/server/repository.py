@@ -22,10 +22,11 @@ Contract points the tests check for both:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Literal, Protocol
 
 from veil.server.model import (
     Account,
+    Attachment,
     Device,
     DeviceBundle,
     DeviceMismatch,
@@ -35,6 +36,7 @@ from veil.server.model import (
     OneTimePreKey,
     OutgoingEnvelope,
     PreKeyCounts,
+    Provisioning,
     SignedPreKey,
     StoredMessage,
 )
@@ -63,6 +65,11 @@ class QueueFullError(RepositoryError):
         super().__init__(f"queue of {account_id}.{device_id} is full")
         self.account_id = account_id
         self.device_id = device_id
+
+
+PutOutcome = Literal["stored", "missing", "occupied"]
+"""What :meth:`Repository.put_provisioning_message` did: stored it, or no live mailbox, or the
+mailbox already holds a message."""
 
 
 class Repository(Protocol):
@@ -174,3 +181,64 @@ class Repository(Protocol):
 
     async def purge_idempotency(self, older_than_ms: int) -> int:
         """Forget idempotency answers recorded before ``older_than_ms``; count removed."""
+
+    # --- provisioning (linking a new device; SQL in sqlite_/postgres_provisioning) --------------
+    async def create_provisioning(
+        self, provisioning_id: str, token_hash: bytes, now_ms: int, expires_ms: int
+    ) -> None:
+        """Open an empty provisioning mailbox."""
+
+    async def get_provisioning(self, provisioning_id: str) -> Provisioning | None:
+        """The mailbox, expired or not (the caller checks ``expires_ms``)."""
+
+    async def put_provisioning_message(
+        self, provisioning_id: str, message: bytes, now_ms: int
+    ) -> PutOutcome:
+        """Store the message in a live, empty mailbox (atomically: one of two puts wins)."""
+
+    async def take_provisioning_message(self, provisioning_id: str, now_ms: int) -> bytes | None:
+        """Delete a live mailbox that holds a message and return the message (at most once)."""
+
+    async def delete_provisioning(self, provisioning_id: str) -> bool:
+        """Delete a mailbox; False if there was none."""
+
+    async def add_provisioning_code(
+        self, code_hash: bytes, account_id: str, now_ms: int, expires_ms: int
+    ) -> None:
+        """Record a linking code's hash for an account (:class:`NotFoundError` without it)."""
+
+    async def link_device(
+        self, account_id: str, code_hash: bytes, device: NewDevice, now_ms: int
+    ) -> Device | None:
+        """Consume the account's live code and add the device, in one transaction.
+
+        None (and the code, if expired, deleted) when the account has no such live code;
+        :class:`TooManyDevicesError` (and the code kept) when no device id is free. Of two
+        concurrent calls with one code, exactly one gets a device.
+        """
+
+    async def purge_provisioning(self, now_ms: int) -> int:
+        """Delete expired mailboxes and codes; how many rows."""
+
+    # --- attachments (metadata; the bytes are in a veil.server.blobs.BlobStore) ---------------
+    async def add_attachment(
+        self, attachment_id: str, account_id: str, now_ms: int, deadline_ms: int
+    ) -> None:
+        """Record an upload that is starting (incomplete, expiring at ``deadline_ms``)."""
+
+    async def finish_attachment(
+        self, attachment_id: str, size: int, sha256: bytes, now_ms: int, expires_ms: int
+    ) -> bool:
+        """Mark a live, incomplete upload complete; False if it is gone or expired."""
+
+    async def get_attachment(self, attachment_id: str) -> Attachment | None:
+        """The metadata, expired or incomplete or not (the caller checks)."""
+
+    async def expire_attachment(self, attachment_id: str, account_id: str, now_ms: int) -> bool:
+        """Make the owner's live, complete attachment expired now; False if none."""
+
+    async def expired_attachments(self, now_ms: int, limit: int) -> list[str]:
+        """Ids of up to ``limit`` attachments expired at ``now_ms`` (incomplete ones too)."""
+
+    async def remove_attachments(self, attachment_ids: Sequence[str]) -> int:
+        """Delete these metadata rows; how many were deleted."""

@@ -22,11 +22,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, TypeVar
 
-from veil.server import migrations, sqlite_messages
+from veil.server import migrations, sqlite_attachments, sqlite_messages, sqlite_provisioning
 from veil.server.model import (
     MAX_DEVICE_ID,
     PRIMARY_DEVICE_ID,
     Account,
+    Attachment,
     Device,
     DeviceBundle,
     DeviceMismatch,
@@ -36,11 +37,13 @@ from veil.server.model import (
     OneTimePreKey,
     OutgoingEnvelope,
     PreKeyCounts,
+    Provisioning,
     SignedPreKey,
     StoredMessage,
 )
 from veil.server.repository import (
     NotFoundError,
+    PutOutcome,
     RepositoryError,
     TooManyDevicesError,
     UsernameTakenError,
@@ -89,6 +92,8 @@ class SqliteRepository:
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
         self.executor: Final = SqliteExecutor(path, busy_timeout_ms=busy_timeout_ms)
+        self.path: Final = Path(path)
+        """The database file (attachments are stored as files next to it by default)."""
 
     async def _write(self, work: Work[_T]) -> _T:
         return await self.executor.run(lambda conn: transaction(conn, work, write=True))
@@ -263,6 +268,93 @@ class SqliteRepository:
         purge = sqlite_messages.purge_idempotency
         return await self._write(lambda conn: purge(conn, older_than_ms))
 
+    # --- provisioning (the SQL work is in sqlite_provisioning) ---------------------------------
+    async def create_provisioning(
+        self, provisioning_id: str, token_hash: bytes, now_ms: int, expires_ms: int
+    ) -> None:
+        """Open an empty provisioning mailbox."""
+        create = sqlite_provisioning.create
+        await self._write(lambda c: create(c, provisioning_id, token_hash, now_ms, expires_ms))
+
+    async def get_provisioning(self, provisioning_id: str) -> Provisioning | None:
+        """The mailbox, expired or not."""
+        get = sqlite_provisioning.get
+        return await self._read_statement(lambda conn: get(conn, provisioning_id))
+
+    async def put_provisioning_message(
+        self, provisioning_id: str, message: bytes, now_ms: int
+    ) -> PutOutcome:
+        """Store the message in a live, empty mailbox."""
+        put = sqlite_provisioning.put_message
+        return await self._write(lambda conn: put(conn, provisioning_id, message, now_ms))
+
+    async def take_provisioning_message(self, provisioning_id: str, now_ms: int) -> bytes | None:
+        """Delete a live mailbox holding a message; the message."""
+        take = sqlite_provisioning.take_message
+        return await self._write(lambda conn: take(conn, provisioning_id, now_ms))
+
+    async def delete_provisioning(self, provisioning_id: str) -> bool:
+        """Delete a mailbox."""
+        delete = sqlite_provisioning.delete
+        return await self._write(lambda conn: delete(conn, provisioning_id))
+
+    async def add_provisioning_code(
+        self, code_hash: bytes, account_id: str, now_ms: int, expires_ms: int
+    ) -> None:
+        """Record a linking code's hash."""
+        add = sqlite_provisioning.add_code
+        await self._write(lambda conn: add(conn, code_hash, account_id, now_ms, expires_ms))
+
+    async def link_device(
+        self, account_id: str, code_hash: bytes, device: NewDevice, now_ms: int
+    ) -> Device | None:
+        """Consume the code and add the device in one transaction (the write lock)."""
+        return await self._write(
+            lambda conn: _link_device(conn, account_id, code_hash, device, now_ms)
+        )
+
+    async def purge_provisioning(self, now_ms: int) -> int:
+        """Delete expired mailboxes and codes."""
+        purge = sqlite_provisioning.purge
+        return await self._write(lambda conn: purge(conn, now_ms))
+
+    # --- attachment metadata (the SQL work is in sqlite_attachments) ----------------------------
+    async def add_attachment(
+        self, attachment_id: str, account_id: str, now_ms: int, deadline_ms: int
+    ) -> None:
+        """Record an upload that is starting."""
+        add = sqlite_attachments.add
+        await self._write(lambda conn: add(conn, attachment_id, account_id, now_ms, deadline_ms))
+
+    async def finish_attachment(
+        self, attachment_id: str, size: int, sha256: bytes, now_ms: int, expires_ms: int
+    ) -> bool:
+        """Mark a live, incomplete upload complete."""
+        finish = sqlite_attachments.finish
+        return await self._write(
+            lambda conn: finish(conn, attachment_id, size, sha256, now_ms, expires_ms)
+        )
+
+    async def get_attachment(self, attachment_id: str) -> Attachment | None:
+        """The metadata row."""
+        get = sqlite_attachments.get
+        return await self._read_statement(lambda conn: get(conn, attachment_id))
+
+    async def expire_attachment(self, attachment_id: str, account_id: str, now_ms: int) -> bool:
+        """Make the owner's live, complete attachment expired now."""
+        expire = sqlite_attachments.expire
+        return await self._write(lambda conn: expire(conn, attachment_id, account_id, now_ms))
+
+    async def expired_attachments(self, now_ms: int, limit: int) -> list[str]:
+        """Ids of up to ``limit`` expired attachments."""
+        expired = sqlite_attachments.expired
+        return await self._read_statement(lambda conn: expired(conn, now_ms, limit))
+
+    async def remove_attachments(self, attachment_ids: Sequence[str]) -> int:
+        """Delete these metadata rows."""
+        remove = sqlite_attachments.remove
+        return await self._write(lambda conn: remove(conn, attachment_ids))
+
 
 # --- work run on the database thread, inside a transaction ----------------------------------
 
@@ -350,6 +442,15 @@ def _add_device(
     if free is None:
         raise TooManyDevicesError(account_id)
     return _insert_device(conn, account_id, free, device, now_ms)
+
+
+def _link_device(
+    conn: sqlite3.Connection, account_id: str, code_hash: bytes, device: NewDevice, now_ms: int
+) -> Device | None:
+    """Consume a live code (an expired one is deleted all the same) and add the device."""
+    if not sqlite_provisioning.consume_code(conn, account_id, code_hash, now_ms):
+        return None
+    return _add_device(conn, account_id, device, now_ms)  # raising rolls the consumption back
 
 
 def _require_device(conn: sqlite3.Connection, account_id: str, device_id: int) -> None:

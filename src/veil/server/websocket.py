@@ -1,9 +1,21 @@
 """The device WebSocket (``/v1/websocket``): authenticated at the handshake, one per device.
 
-Frames are MessagePack (:mod:`veil.wire.messages`): the server pushes :class:`Deliver` and
-:class:`QueueEmpty`; the device sends :class:`Ack`. A second connection of the same device
-replaces the first (closed with :data:`CLOSE_REPLACED`). A malformed frame closes the
-connection with a policy-violation code; nothing is acked by it.
+Frames are MessagePack (:mod:`veil.wire.messages`). The server pushes :class:`Deliver`,
+:class:`QueueEmpty`, :class:`KeysLow` and the answers to sends (:class:`Sent`,
+:class:`SendFailed`); the device sends :class:`Ack` and :class:`SendFrame`. A send over the
+WebSocket goes through the same :class:`~veil.server.messages.MessageService` as
+``PUT /v1/messages/{account_id}`` (same checks, stored durably before the answer), without
+an HTTP request per message.
+
+A second connection of the same device replaces the first (closed with
+:data:`CLOSE_REPLACED`). A malformed frame closes the connection with a policy-violation
+code; nothing is acked or stored by it.
+
+The endpoint is a plain ASGI app (no per-frame framework wrapper). Each connection runs its
+handler task (reading frames) and one push task (:class:`DeviceStream`). Acks and sends are
+handled in tasks of their own so that a slow commit does not stop the reading; at most
+:data:`MAX_PENDING` of them run per connection, beyond which the connection stops reading
+(TCP backpressure on that device only).
 """
 
 from __future__ import annotations
@@ -11,24 +23,60 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
 
 import msgspec
-from starlette.websockets import WebSocket
+from starlette.types import Receive, Scope, Send
 
 from veil.server import errors
-from veil.server.accounts import AccountService
+from veil.server.accounts import AccountService, Caller
 from veil.server.delivery import DeviceKey, DeviceStream, Notifier
+from veil.server.messages import MessageService
 from veil.server.metrics import Metrics
+from veil.server.model import Envelope
 from veil.server.repository import Repository
-from veil.wire.messages import CLOSE_POLICY, CLOSE_REPLACED, Ack, Deliver, ServerFrame
+from veil.wire.errors import ErrorBody
+from veil.wire.keys import KeyCounts
+from veil.wire.messages import (
+    CLOSE_POLICY,
+    CLOSE_REPLACED,
+    Ack,
+    ClientFrame,
+    Deliver,
+    KeysLow,
+    SendFailed,
+    SendFrame,
+    SendRequest,
+    Sent,
+    ServerFrame,
+)
 
 log = logging.getLogger("veil.server.websocket")
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Ack)
+_decoder = msgspec.msgpack.Decoder(ClientFrame)
+
+MAX_PENDING: Final = 64
+"""Acks and sends of one connection being processed at once."""
+CLOSE_INTERNAL: Final = 1011
+CLOSE_GRACE_S: Final = 10.0
+"""After the server closes a connection for an internal failure, how long the peer has to
+answer the close before the handler stops waiting for it."""
+
+KeyCountsFn = Callable[[Caller], Awaitable[KeyCounts]]
+Guard = Callable[[Scope], Awaitable[errors.ApiError | None]]
+"""A check before the handshake (e.g. a per-IP rate limit): an error refuses the connection."""
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
 
 
 class WebSocketHub:
-    """Accepts device connections and runs their delivery streams."""
+    """Accepts device connections (an ASGI app) and runs them."""
 
     def __init__(
         self,
@@ -36,81 +84,200 @@ class WebSocketHub:
         repo: Repository,
         notifier: Notifier,
         metrics: Metrics | None = None,
+        *,
+        messages: MessageService | None = None,
+        key_counts: KeyCountsFn | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.accounts = accounts
         self.repo = repo
         self.notifier = notifier
         self.metrics = metrics
-        self._sockets: dict[DeviceKey, WebSocket] = {}
+        self.messages = messages
+        self.key_counts = key_counts
+        self.guard = guard
+        self._connections: dict[DeviceKey, _Connection] = {}
 
-    async def endpoint(self, ws: WebSocket) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI WebSocket endpoint."""
-        try:
-            who = await self.accounts.authenticate(ws.headers.get("authorization"))
-        except errors.ApiError:
-            await ws.close(code=CLOSE_POLICY)
+        if scope["type"] != "websocket":  # pragma: no cover - the router sends only these
             return
-        await ws.accept()
-        key = (who.account_id, who.device_id)
-        previous = self._sockets.get(key)
-        self._sockets[key] = ws
-        if previous is not None:
-            with contextlib.suppress(Exception):
-                await previous.close(code=CLOSE_REPLACED)
-        wake = self.notifier.register(key)
-
-        unacked: set[int] = set()  # pushed on this connection, for counting acks once
-
-        async def send(frame: ServerFrame) -> None:
-            await ws.send_bytes(_encoder.encode(frame))
-            if self.metrics is not None and isinstance(frame, Deliver):
-                unacked.update(e.envelope_id for e in frame.envelopes)
-                self.metrics.envelopes_delivered(e.server_ms for e in frame.envelopes)
-
-        stream = DeviceStream(self.repo, key, wake, send)
-        pusher = asyncio.create_task(stream.run())
+        if (await receive())["type"] != "websocket.connect":
+            return
         try:
-            await self._receive_acks(ws, stream, pusher, unacked)
+            if self.guard is not None and (refusal := await self.guard(scope)) is not None:
+                raise refusal
+            who = await self.accounts.authenticate(_header(scope, b"authorization"))
+        except errors.ApiError:
+            await send({"type": "websocket.close", "code": CLOSE_POLICY})
+            return
+        await send({"type": "websocket.accept"})
+        conn = _Connection(self, who, send)
+        previous = self._connections.get(conn.key)
+        self._connections[conn.key] = conn
+        if previous is not None:
+            previous.close_soon(CLOSE_REPLACED)
+        try:
+            await conn.run(receive)
         finally:
-            pusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pusher
-            self.notifier.unregister(key, wake)
-            if self._sockets.get(key) is ws:
-                del self._sockets[key]
+            if self._connections.get(conn.key) is conn:
+                del self._connections[conn.key]
 
-    async def _receive_acks(
-        self, ws: WebSocket, stream: DeviceStream, pusher: asyncio.Task[None], unacked: set[int]
-    ) -> None:
+    @property
+    def connected(self) -> int:
+        """Devices connected to this process."""
+        return len(self._connections)
+
+
+class _Connection:
+    """One device's live connection."""
+
+    def __init__(self, hub: WebSocketHub, who: Caller, send: Send) -> None:
+        self.hub = hub
+        self.who = who
+        self.key: DeviceKey = (who.account_id, who.device_id)
+        self._send = send
+        self._pending: set[asyncio.Task[None]] = set()
+        self._unacked: set[int] = set()  # pushed on this connection, for counting acks once
+        self._closed = False
+        self._failed = False
+        self._task: asyncio.Task[object] | None = None
+        self._give_up: asyncio.TimerHandle | None = None
+        self._stream: DeviceStream
+
+    async def run(self, receive: Receive) -> None:
+        hub = self.hub
+        self._task = asyncio.current_task()
+        stream = self._stream = DeviceStream(hub.repo, self.key, self.push)
+        hub.notifier.register(self.key, self)
+        pusher = asyncio.create_task(stream.run())
+        pusher.add_done_callback(self._pusher_done)
+        if hub.key_counts is not None:
+            self.keys_low()
+        try:
+            await self._read(receive, stream)
+        except asyncio.CancelledError:
+            if not self._failed:  # a shutdown, not our own give-up on a dead peer
+                raise
+        finally:
+            if self._give_up is not None:
+                self._give_up.cancel()
+            pusher.cancel()
+            hub.notifier.unregister(self.key, self)
+            # Acks and sends already read are finished (an ack the device sent before it
+            # left still deletes; a send is stored and only its answer is lost -- the device
+            # retries with its idempotency key). A server shutdown cancels them instead.
+            try:
+                await asyncio.gather(pusher, *self._pending, return_exceptions=True)
+            except asyncio.CancelledError:
+                for task in list(self._pending):
+                    task.cancel()
+                raise
+
+    async def _read(self, receive: Receive, stream: DeviceStream) -> None:
         while True:
-            receive = asyncio.ensure_future(ws.receive())
-            done, _ = await asyncio.wait({receive, pusher}, return_when=asyncio.FIRST_COMPLETED)
-            if pusher in done:
-                receive.cancel()
-                if not pusher.cancelled() and pusher.exception() is not None:
-                    log.error("delivery failed: %s", type(pusher.exception()).__name__)
-                with contextlib.suppress(Exception):
-                    await ws.close(code=1011)
-                return
-            message = receive.result()
+            message = await receive()
             if message["type"] == "websocket.disconnect":
                 return
             data = message.get("bytes")
             try:
                 if data is None:
                     raise msgspec.DecodeError("text frames are not part of the protocol")
-                ack = _decoder.decode(data)
+                frame = _decoder.decode(data)
             except (msgspec.DecodeError, msgspec.ValidationError):
-                with contextlib.suppress(Exception):
-                    await ws.close(code=CLOSE_POLICY)
+                await self.close(CLOSE_POLICY)
                 return
-            await stream.ack(ack.envelope_ids)
-            if self.metrics is not None:
-                acked = unacked.intersection(ack.envelope_ids)
-                unacked.difference_update(acked)
-                self.metrics.envelopes_acked(len(acked))
+            if len(self._pending) >= MAX_PENDING:
+                await asyncio.wait(self._pending, return_when=asyncio.FIRST_COMPLETED)
+            if isinstance(frame, Ack):
+                self._spawn(self._ack(stream, frame.envelope_ids))
+            else:
+                self._spawn(self._send_message(frame))
 
-    @property
-    def connected(self) -> int:
-        """Devices connected to this process."""
-        return len(self._sockets)
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _ack(self, stream: DeviceStream, ids: list[int]) -> None:
+        await stream.ack(ids)
+        metrics = self.hub.metrics
+        if metrics is not None:
+            acked = self._unacked.intersection(ids)
+            self._unacked.difference_update(acked)
+            metrics.envelopes_acked(len(acked))
+
+    async def _send_message(self, frame: SendFrame) -> None:
+        messages = self.hub.messages
+        answer: ServerFrame
+        try:
+            if messages is None:
+                raise errors.ApiError(404, "not_found", "sending is not enabled on this socket")
+            request = SendRequest(frame.envelopes, frame.idempotency_key)
+            response = await messages.send(self.who, frame.recipient, request)
+            answer = Sent(frame.request_id, response)
+        except errors.ApiError as exc:
+            answer = SendFailed(
+                frame.request_id, exc.status, ErrorBody(exc.code, exc.message, exc.details)
+            )
+        except Exception as exc:  # never leak details of an unexpected failure
+            log.error("internal error in a WebSocket send: %s", type(exc).__name__)
+            error = ErrorBody("internal", "internal server error")
+            answer = SendFailed(frame.request_id, 500, error)
+        with contextlib.suppress(Exception):  # the device left; it retries the send
+            await self.push(answer)
+
+    async def push(self, frame: ServerFrame) -> None:
+        """Send one frame to the device."""
+        await self._send({"type": "websocket.send", "bytes": _encoder.encode(frame)})
+        metrics = self.hub.metrics
+        if metrics is not None and type(frame) is Deliver:
+            self._unacked.update(e.envelope_id for e in frame.envelopes)
+            metrics.envelopes_delivered(e.server_ms for e in frame.envelopes)
+
+    # --- Listener (the notifier's view of this connection) ---------------------------------
+    def poke(self) -> None:
+        """Something may have been stored for the device."""
+        self._stream.poke()
+
+    def offer(self, envelope: Envelope) -> None:
+        """An envelope was just stored for the device."""
+        self._stream.offer(envelope)
+
+    def keys_low(self) -> None:
+        """Tell the device its prekeys run low (if it does: the counts are checked)."""
+        if self.hub.key_counts is not None and not self._closed:
+            self._spawn(self._tell_keys_low())
+
+    async def _tell_keys_low(self) -> None:
+        assert self.hub.key_counts is not None
+        counts = await self.hub.key_counts(self.who)
+        if counts.low:
+            with contextlib.suppress(Exception):  # the device left; told on its next visit
+                await self.push(KeysLow(counts.one_time_prekeys, counts.kyber_prekeys))
+
+    async def close(self, code: int) -> None:
+        """Close the connection (once); the peer's answer ends the handler."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            await self._send({"type": "websocket.close", "code": code})
+
+    def close_soon(self, code: int) -> None:
+        """Close from outside the connection's tasks (it was replaced)."""
+        self._spawn(self.close(code))
+
+    def _pusher_done(self, pusher: asyncio.Task[None]) -> None:
+        if pusher.cancelled():
+            return
+        exc = pusher.exception()
+        if isinstance(exc, OSError):  # the peer is gone; the read loop sees it too
+            log.debug("delivery stopped: %s", type(exc).__name__)
+        else:
+            log.error("delivery failed: %s", type(exc).__name__ if exc else "stopped")
+        self._failed = True
+        self._spawn(self.close(CLOSE_INTERNAL))
+        task = self._task
+        if task is not None:  # a peer that never answers the close is given up on
+            self._give_up = asyncio.get_running_loop().call_later(CLOSE_GRACE_S, task.cancel)

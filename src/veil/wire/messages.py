@@ -1,7 +1,10 @@
 """Messages: the per-device envelopes of one send, and what a device receives.
 
-HTTP ``PUT /v1/messages/{account_id}`` carries a :class:`SendRequest` (JSON); the device's
-WebSocket carries :class:`Frame` values as MessagePack.
+HTTP ``PUT /v1/messages/{account_id}`` carries a :class:`SendRequest` (JSON). The device's
+WebSocket carries MessagePack frames both ways: the server pushes :data:`ServerFrame` values
+(envelopes, "queue empty", answers to sends, "prekeys low"); the device sends
+:data:`ClientFrame` values (acks, and sends -- the same :class:`SendRequest` as over HTTP,
+tagged with a request id, so a connected device needs no HTTP round trip per message).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from typing import Annotated, Final
 
 import msgspec
 
+from veil.wire.errors import ErrorBody
 from veil.wire.types import AccountId, DeviceId, RegistrationId
 
 MAX_CONTENT: Final = 256 * 1024
@@ -94,8 +98,57 @@ class Ack(msgspec.Struct, frozen=True, tag="ack", array_like=True):
     envelope_ids: Annotated[list[int], msgspec.Meta(max_length=1024)]
 
 
-ServerFrame = Deliver | QueueEmpty
-ClientFrame = Ack
+RequestId = Annotated[int, msgspec.Meta(ge=0, le=(1 << 53) - 1)]
+"""Chosen by the device to match an answer to its send (any value; reuse is its business)."""
+
+
+class SendFrame(
+    msgspec.Struct, frozen=True, tag="send", array_like=True, forbid_unknown_fields=True
+):
+    """Device -> server: a :class:`SendRequest` for ``recipient`` over the WebSocket.
+
+    Answered by :class:`Sent` or :class:`SendFailed` with the same ``request_id``. The
+    checks, the idempotency key and "stored before answered" are those of the HTTP route.
+    """
+
+    request_id: RequestId
+    recipient: AccountId
+    envelopes: Annotated[list[OutgoingEnvelopeIn], msgspec.Meta(max_length=MAX_ENVELOPES)]
+    idempotency_key: IdempotencyKey | None = None
+
+
+class Sent(msgspec.Struct, frozen=True, tag="sent", array_like=True):
+    """Server -> device: the send ``request_id`` is durably stored."""
+
+    request_id: int
+    response: SendResponse
+
+
+class SendFailed(msgspec.Struct, frozen=True, tag="send_failed", array_like=True):
+    """Server -> device: the send ``request_id`` was refused; nothing of it was stored.
+
+    ``status`` and ``error`` are what the HTTP route would have answered (e.g. 409
+    ``device_mismatch`` with the missing/extra/stale devices, 429 ``queue_full``).
+    """
+
+    request_id: int
+    status: int
+    error: ErrorBody
+
+
+class KeysLow(msgspec.Struct, frozen=True, tag="keys_low", array_like=True):
+    """Server -> device: few one-time prekeys are left; upload more (``PUT /v1/keys``).
+
+    Sent when a bundle fetch leaves the device below the threshold, and on connection while
+    it is below.
+    """
+
+    one_time_prekeys: int
+    kyber_prekeys: int
+
+
+ServerFrame = Deliver | QueueEmpty | Sent | SendFailed | KeysLow
+ClientFrame = Ack | SendFrame
 CLOSE_REPLACED: Final = 4000
 """WebSocket close code: the same device connected again elsewhere."""
 CLOSE_POLICY: Final = 1008

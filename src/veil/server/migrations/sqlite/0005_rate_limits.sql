@@ -1,0 +1,5 @@
+-- Veil server schema v5 (SQLite): nothing to store.
+-- (v3 and v4 are provisioning and attachments.) The PostgreSQL schema v5 holds the token
+-- buckets that several server processes share; a SQLite database is served by one process,
+-- whose limits are all kept in memory (veil/server/ratelimit.py). This version exists so
+-- that both dialects count versions alike.
