@@ -187,33 +187,76 @@ async def test_offers_beyond_the_window_fall_back_to_reading() -> None:
 
 
 @pytest.mark.parametrize("ordered", [True, False])
-async def test_random_interleavings_deliver_each_envelope_once_in_order(ordered: bool) -> None:
+@pytest.mark.parametrize("seed", range(6))
+async def test_random_interleavings_deliver_each_envelope_once(ordered: bool, seed: int) -> None:
+    """Commits (offered, or only poked as another process's would be), acks and reads in
+    random order: every envelope is pushed exactly once; in id order where ids commit in id
+    order. Unordered: ids are allocated in order but commit shuffled, as with PostgreSQL."""
     import random  # noqa: PLC0415
 
-    rng = random.Random(7)
+    rng = random.Random(seed)
     queue = FakeQueue(ordered)
+    plain_fetch, plain_ack = queue.fetch_envelopes, queue.ack_envelopes
+
+    async def slow_fetch(account_id: str, device_id: int, after: int, limit: int) -> list[Envelope]:
+        rows = await plain_fetch(account_id, device_id, after, limit)  # the snapshot
+        for _ in range(rng.randint(0, 3)):  # others run while the answer travels
+            await asyncio.sleep(0)
+        return rows
+
+    async def slow_ack(account_id: str, device_id: int, ids: Sequence[int]) -> int:
+        await asyncio.sleep(0)
+        return await plain_ack(account_id, device_id, ids)
+
+    queue.fetch_envelopes = slow_fetch  # type: ignore[method-assign]
+    queue.ack_envelopes = slow_ack  # type: ignore[method-assign]
+    late: list[int] = []  # committed, offer not made yet (the committing task is slow)
     stream, frames = await _run(queue, window=16)
     task = asyncio.create_task(stream.run())
+    allocated: list[int] = []
     next_id = 1
-    for _ in range(300):
+    for _ in range(400):
         action = rng.random()
         if action < 0.5:
-            queue.add(next_id)
-            if rng.random() < 0.8:
-                stream.offer(queue.rows[next_id])
-            else:
-                stream.poke()
+            allocated.append(next_id)
             next_id += 1
+            if ordered or len(allocated) >= 3 or rng.random() < 0.3:
+                if not ordered:
+                    rng.shuffle(allocated)
+                committed = allocated.pop(0)
+                queue.add(committed)
+                if rng.random() < 0.5:
+                    stream.offer(queue.rows[committed])
+                elif not ordered and rng.random() < 0.6:
+                    # (Ordered repositories promise offers right after each commit, in order.)
+                    late.append(committed)
+                else:
+                    stream.poke()
+        elif action < 0.6 and late:
+            committed = late.pop(0)
+            if committed in queue.rows:
+                stream.offer(queue.rows[committed])
+            else:  # already pushed by a read and acked: a late offer of a deleted row
+                stream.offer(Envelope(committed, KEY[0], 1, "b" * 32, 1, 0, 2, b"x"))
         elif action < 0.8:
             pending = [i for i in _delivered(frames) if i in queue.rows]
             if pending:
                 await stream.ack(pending[: rng.randint(1, len(pending))])
         await asyncio.sleep(0 if rng.random() < 0.7 else 0.001)
-    for _ in range(50):
+    for committed in allocated:
+        queue.add(committed)
+        stream.offer(queue.rows[committed])
+    for committed in late:
+        stream.offer(Envelope(committed, KEY[0], 1, "b" * 32, 1, 0, 2, b"x"))
+    for _ in range(60):
         await stream.ack([i for i in _delivered(frames) if i in queue.rows])
         await asyncio.sleep(0.005)
     delivered = _delivered(frames)
-    assert delivered == list(range(1, next_id))
+    assert len(delivered) == len(set(delivered)), "an envelope was pushed twice"
+    assert sorted(delivered) == list(range(1, next_id))
+    if ordered:
+        assert delivered == sorted(delivered)
+    assert not queue.rows
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

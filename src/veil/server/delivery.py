@@ -9,15 +9,16 @@ and never stalls others (each connection has its own task, and a blocked send on
 hands over the stored envelope itself (:meth:`Listener.offer`), or just says "read your
 queue" (:meth:`Listener.poke`). In one process it is an in-memory map of listeners; with
 several processes :class:`veil.server.fanout.NatsFanout` (a subclass) also carries pokes over
-NATS. When the repository makes ids visible in id order (SQLite), a loop that has drained its
-queue pushes offered envelopes straight from memory -- no read per delivery; otherwise
-(PostgreSQL) an offer is a poke.
+NATS. A loop that has drained its queue pushes offered envelopes straight from memory, in
+the order they were committed -- no database read per delivery; anything else (a poke, a
+backlog, a full window) goes through a read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final, Protocol
 
@@ -28,6 +29,9 @@ from veil.wire.messages import Deliver, EnvelopeOut, QueueEmpty, ServerFrame
 DeviceKey = tuple[str, int]
 BATCH: Final = 64
 WINDOW: Final = 256
+RECENTLY_ACKED: Final = 4096
+"""(Unordered repositories) acked ids a stream remembers, so that a late offer or a read that
+raced the ack's delete cannot push an envelope again."""
 IDLE_RECHECK_S: Final = 30.0
 """A connected device re-reads its queue about this often (+-25 %), even without a wake-up."""
 
@@ -125,6 +129,8 @@ class DeviceStream:
         self._live = False  # (ordered) nothing beyond the cursor but ``_offers`` is stored
         self._offers: list[Envelope] = []
         self._cursor = 0  # (ordered) the highest envelope id read or pushed
+        self._acked_order: deque[int] = deque()  # (unordered) the last RECENTLY_ACKED acks
+        self._acked_recent: set[int] = set()
 
     def poke(self) -> None:
         """Something may have been stored: read the queue."""
@@ -133,7 +139,7 @@ class DeviceStream:
 
     def offer(self, envelope: Envelope) -> None:
         """``envelope`` was just committed (offers come in commit order)."""
-        if not self._ordered or len(self._offers) >= self.window:
+        if len(self._offers) >= self.window:
             self._offers.clear()
             self.poke()
             return
@@ -148,8 +154,20 @@ class DeviceStream:
         ids = [i for i in envelope_ids if i in self._in_flight]
         if ids:
             await self.repo.ack_envelopes(self.key[0], self.key[1], ids)
+            if not self._ordered:
+                self._remember_acked(ids)
             self._in_flight.difference_update(ids)
             self._acked.set()
+
+    def _remember_acked(self, ids: list[int]) -> None:
+        self._acked_order.extend(ids)
+        self._acked_recent.update(ids)
+        while len(self._acked_order) > RECENTLY_ACKED:
+            self._acked_recent.discard(self._acked_order.popleft())
+
+    def _new(self, envelope_id: int) -> bool:
+        """(Unordered) not pushed on this connection as far as we can tell."""
+        return envelope_id not in self._in_flight and envelope_id not in self._acked_recent
 
     async def run(self) -> None:
         """Push forever: the backlog first, then each new envelope as it is stored."""
@@ -190,10 +208,13 @@ class DeviceStream:
     async def _push_offers(self, room: int) -> bool:
         """Everything committed after our last read was offered, in commit (= id) order:
         push from memory. True when nothing is left to push."""
-        found = [e for e in self._offers[:room] if e.envelope_id > self._cursor]
+        if self._ordered:
+            found = [e for e in self._offers[:room] if e.envelope_id > self._cursor]
+        else:  # a read may have pushed it first (ids do not commit in id order)
+            found = [e for e in self._offers[:room] if self._new(e.envelope_id)]
         del self._offers[:room]
         if found:
-            self._cursor = found[-1].envelope_id
+            self._cursor = max(self._cursor, found[-1].envelope_id)
             await self._push(found)
             return False
         return not self._offers
@@ -234,13 +255,22 @@ class DeviceStream:
         the read (deleted, no longer in flight) while the read still saw it.
         """
         self._dirty = False
-        self._offers.clear()
+        self._live = False
         pushed = set(self._in_flight)
         limit = len(pushed) + room
         head = await self.repo.fetch_envelopes(self.key[0], self.key[1], 0, limit)
-        found = [e for e in head if e.envelope_id not in pushed]
+        # Not what was in flight when the read began, nor what an offer pushed or an ack
+        # deleted while it ran.
+        found = [e for e in head if e.envelope_id not in pushed and self._new(e.envelope_id)]
+        seen = {e.envelope_id for e in head}
+        self._offers = [e for e in self._offers if e.envelope_id not in seen]
+        if len(head) < limit and not self._dirty:
+            # A short read saw the whole visible queue, and no poke came since it began:
+            # anything committed after the read's snapshot was (or will be) offered or poked
+            # (both run after the commit).
+            self._live = True
+        else:
+            self._offers.clear()
         if found:
             await self._push(found)
-        # A short read saw the whole visible queue, and no poke came since it began: anything
-        # committed after the read's snapshot pokes us (notify runs after the commit).
-        return len(head) < limit and not self._dirty
+        return self._live and not self._offers
