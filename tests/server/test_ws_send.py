@@ -222,3 +222,29 @@ def test_send_frame_content_round_trips_as_bytes() -> None:
     decoded = msgspec.msgpack.decode(_encoder.encode(frame), type=SendFrame)
     assert decoded == frame
     assert base64.b64encode(decoded.envelopes[0].content) == b"AP8="
+
+
+async def test_a_lost_wake_up_is_covered_by_the_hubs_periodic_re_read(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An envelope stored with no notice (as if the NATS message from another process was
+    lost) still reaches the connected device: the hub pokes every connection now and then."""
+    import veil.server.websocket as hub_module  # noqa: PLC0415
+    from veil.server.model import OutgoingEnvelope, StoredMessage  # noqa: PLC0415
+
+    monkeypatch.setattr(hub_module, "IDLE_RECHECK_S", 1.0)  # every tick pokes everyone
+    alice, bob = await register(server, "alice"), await register(server, "bob")
+    async with websocket(server, bob) as b:
+        await frames_until_empty(b)
+        stored = await server.repo.store_message(
+            alice.account_id,
+            1,
+            bob.account_id,
+            [OutgoingEnvelope(bob.account_id, 1, bob.registration_id, 2, b"quiet")],
+            None,
+            1,
+            100,
+        )
+        assert isinstance(stored, StoredMessage)
+        [envelope] = await _deliveries(b, 1)
+    assert envelope.content == b"quiet"

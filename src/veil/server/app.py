@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -24,6 +24,7 @@ from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from veil.server import errors, openapi
 from veil.server.accounts import AccountService, Caller
@@ -61,6 +62,7 @@ from veil.wire.provisioning import LinkRequest, ProvisioningMessage
 log = logging.getLogger("veil.server")
 T = TypeVar("T")
 
+WEBSOCKET_PATH: Final = "/v1/websocket"
 MAX_BODY: Final = 1 << 20
 """Largest request body accepted (a full key upload of 200 Kyber keys is ~430 KB of JSON)."""
 READY_TIMEOUT_S: Final = 2.0
@@ -211,7 +213,8 @@ class _Api:
             self.metrics,
             messages=self.messages,
             key_counts=self.keys.counts,
-            guard=self.throttle.websocket_guard(self.accounts),
+            login=self.throttle.websocket_login(self.accounts),
+            send_limit=self.throttle.send_limit,
         )
         self.metrics.track_connected(lambda: self.hub.connected)
         self.keys.on_low = self.notifier.notify_keys_low
@@ -358,8 +361,28 @@ class _Api:
             r("/v1/attachments", self.upload_attachment, "POST"),
             r("/v1/attachments/{attachment_id}", self.fetch_attachment, "GET"),
             r("/v1/attachments/{attachment_id}", self.delete_attachment, "DELETE"),
-            WebSocketRoute("/v1/websocket", self.hub),
+            WebSocketRoute(WEBSOCKET_PATH, self.hub),
         ]
+
+
+class _App(Starlette):
+    """Starlette, except that the device WebSocket goes straight to its hub.
+
+    A device holds its socket for hours: the middleware and routing frames Starlette would
+    keep alive for it cost memory on every idle connection, and none of them is needed
+    (the hub does its own rate limiting, authentication and error handling).
+    """
+
+    def __init__(self, websocket: ASGIApp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._websocket = websocket
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope.get("path") == WEBSOCKET_PATH:
+            scope["app"] = self
+            await self._websocket(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -405,7 +428,8 @@ def create_app(
             await api.throttle.shared.close()
             await repo.close()
 
-    app = Starlette(
+    app = _App(
+        api.hub,
         routes=api.routes(),
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},

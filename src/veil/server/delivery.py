@@ -36,6 +36,41 @@ IDLE_RECHECK_S: Final = 30.0
 """A connected device re-reads its queue about this often (+-25 %), even without a wake-up."""
 
 
+class _Signal:
+    """A one-waiter ``asyncio.Event``: a flag and, while someone waits, a future.
+
+    An idle connection holds two of these; an ``asyncio.Event`` (with its deque of waiters)
+    costs about 0.8 KiB, this about 0.1 KiB.
+    """
+
+    __slots__ = ("_flag", "_waiter")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._flag = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    async def wait(self) -> None:
+        if self._flag:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+
 class Listener(Protocol):
     """A connected device, as the notifier sees it."""
 
@@ -107,6 +142,27 @@ class DeviceStream:
     backlog that was waiting at connection time has been pushed.
     """
 
+    __slots__ = (
+        "_acked",
+        "_acked_order",
+        "_acked_recent",
+        "_announced",
+        "_cursor",
+        "_dirty",
+        "_in_flight",
+        "_live",
+        "_offers",
+        "_on_failure",
+        "_ordered",
+        "_runner",
+        "batch",
+        "key",
+        "repo",
+        "send",
+        "wake",
+        "window",
+    )
+
     def __init__(
         self,
         repo: Repository,
@@ -121,21 +177,25 @@ class DeviceStream:
         self.send = send
         self.batch = batch
         self.window = window
-        self.wake = asyncio.Event()
+        self.wake = _Signal()
         self._in_flight: set[int] = set()
-        self._acked = asyncio.Event()
+        self._acked = _Signal()
         self._ordered = bool(getattr(repo, "ids_visible_in_order", False))
         self._dirty = True  # the queue must be read (first the backlog)
         self._live = False  # (ordered) nothing beyond the cursor but ``_offers`` is stored
         self._offers: list[Envelope] = []
         self._cursor = 0  # (ordered) the highest envelope id read or pushed
-        self._acked_order: deque[int] = deque()  # (unordered) the last RECENTLY_ACKED acks
-        self._acked_recent: set[int] = set()
+        self._acked_order: deque[int] | None = None  # (unordered) the last RECENTLY_ACKED
+        self._acked_recent: frozenset[int] | set[int] = frozenset()  # ... as a set
+        self._announced = False  # QueueEmpty sent
+        self._runner: asyncio.Task[None] | None = None  # (on demand) the push task
+        self._on_failure: Callable[[BaseException], None] | None = None
 
     def poke(self) -> None:
         """Something may have been stored: read the queue."""
         self._dirty = True
         self.wake.set()
+        self._kick()
 
     def offer(self, envelope: Envelope) -> None:
         """``envelope`` was just committed (offers come in commit order)."""
@@ -145,6 +205,7 @@ class DeviceStream:
             return
         self._offers.append(envelope)
         self.wake.set()
+        self._kick()
 
     def keys_low(self) -> None:  # pragma: no cover - the connection handles this notice
         """Not the stream's business (see the connection)."""
@@ -160,19 +221,66 @@ class DeviceStream:
             self._acked.set()
 
     def _remember_acked(self, ids: list[int]) -> None:
+        if self._acked_order is None:  # made on first use: most connections never ack
+            self._acked_order = deque()
+            self._acked_recent = set()
+        recent = self._acked_recent
+        assert isinstance(recent, set)
         self._acked_order.extend(ids)
-        self._acked_recent.update(ids)
+        recent.update(ids)
         while len(self._acked_order) > RECENTLY_ACKED:
-            self._acked_recent.discard(self._acked_order.popleft())
+            recent.discard(self._acked_order.popleft())
 
     def _new(self, envelope_id: int) -> bool:
         """(Unordered) not pushed on this connection as far as we can tell."""
         return envelope_id not in self._in_flight and envelope_id not in self._acked_recent
 
+    def start(self, on_failure: Callable[[BaseException], None]) -> None:
+        """Push on demand: a task runs only while there is something to do, so an idle
+        connection holds none (``poke`` and ``offer`` start one). ``on_failure`` is told
+        if a push task fails. Re-reads without a wake-up are the caller's job (the hub)."""
+        self._on_failure = on_failure
+        self._kick()
+
+    def stop(self) -> None:
+        """End on-demand pushing (the connection is closing)."""
+        self._on_failure = None
+        if self._runner is not None:
+            self._runner.cancel()
+
+    def _kick(self) -> None:
+        if self._on_failure is None or (self._runner is not None and not self._runner.done()):
+            return
+        runner = self._runner = asyncio.get_running_loop().create_task(self.drain())
+        runner.add_done_callback(self._runner_done)
+
+    def _runner_done(self, runner: asyncio.Task[None]) -> None:
+        if self._runner is runner:
+            self._runner = None
+        if runner.cancelled():
+            return
+        exc = runner.exception()
+        if exc is not None:
+            if self._on_failure is not None:
+                self._on_failure(exc)
+        elif self._dirty or self.wake.is_set():  # came in as the task was ending
+            self._kick()
+
     async def run(self) -> None:
         """Push forever: the backlog first, then each new envelope as it is stored."""
-        announced_empty = False
         loop = asyncio.get_running_loop()
+        while True:
+            await self.drain()
+            # A timer rather than ``wait_for`` (which wraps the wait in a task of its own).
+            delay = IDLE_RECHECK_S * (0.75 + random.random() / 2)  # noqa: S311 - not secret
+            timer = loop.call_later(delay, self.poke)
+            try:
+                await self.wake.wait()
+            finally:
+                timer.cancel()
+
+    async def drain(self) -> None:
+        """Push until the queue is drained (announcing it once per connection)."""
         while True:
             while len(self._in_flight) >= self.window:
                 self._acked.clear()
@@ -187,19 +295,11 @@ class DeviceStream:
                 drained = await self._read_head(room)
             if not drained:
                 continue
-            if not announced_empty:
+            if not self._announced:
                 await self.send(QueueEmpty())
-                announced_empty = True
-            if self._dirty or self.wake.is_set():
-                continue
-            # A timer rather than ``wait_for`` (which wraps the wait in a task of its own):
-            # an idle connection holds one task, not three.
-            delay = IDLE_RECHECK_S * (0.75 + random.random() / 2)  # noqa: S311 - not secret
-            timer = loop.call_later(delay, self.poke)
-            try:
-                await self.wake.wait()
-            finally:
-                timer.cancel()
+                self._announced = True
+            if not self._dirty and not self.wake.is_set():
+                return
 
     async def _push(self, found: list[Envelope]) -> None:
         self._in_flight.update(e.envelope_id for e in found)

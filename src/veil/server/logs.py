@@ -82,3 +82,16 @@ def configure_logging(level: str, stream: TextIO | None = None) -> None:
         uv.handlers.clear()
         uv.propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    error = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _DenialQuirk) for f in error.filters):
+        error.addFilter(_DenialQuirk())
+
+
+class _DenialQuirk(logging.Filter):
+    """Drop uvicorn's "returned without completing handshake" error for a WebSocket handshake
+    the app refused with an HTTP answer (``websocket.http.response``, e.g. a 429): uvicorn's
+    sans-I/O implementation sends that answer but still counts the handshake as unfinished.
+    The hub never returns without accepting, closing or answering, so nothing real is lost."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "returned without completing handshake" not in record.getMessage()

@@ -217,6 +217,9 @@ def run(config: ServerConfig, out: TextIO | None = None) -> int:
                     log_config=None,  # our JSON-lines logging (veil.server.logs) instead
                     access_log=False,  # the metrics middleware writes a safe access line
                     ws=_ws_implementation(),
+                    # X-Forwarded-For is believed only from the configured trusted proxies
+                    # (veil.server.throttle); uvicorn's own handling would trust loopback.
+                    proxy_headers=False,
                     lifespan="on",
                 )
             )

@@ -118,8 +118,6 @@ class ClientAddress:
 
 Refuse = Callable[[errors.ApiError], Response]
 """Turns a refusal into its JSON answer (``app._error``)."""
-Guard = Callable[[Scope], Awaitable[errors.ApiError | None]]
-"""A check before a WebSocket handshake: an error refuses the connection."""
 
 
 async def refuse(scope: Scope, send: Send, response: Response, receive: Receive) -> None:
@@ -210,20 +208,20 @@ class Throttle:
             raise _limited(wait)
         return who
 
-    def websocket_guard(self, accounts: AccountService) -> Guard:
-        """The check the WebSocket hub runs before its handshake: ``per_ip`` (unless the
-        middleware spent it) and :meth:`authenticate` (the hub authenticates again, from
-        its credential cache)."""
+    def websocket_login(self, accounts: AccountService) -> Callable[[Scope], Awaitable[Caller]]:
+        """The WebSocket hub's login (it bypasses the HTTP middleware): ``per_ip``, then
+        :meth:`authenticate` with the handshake's ``Authorization``; raises 401 or 429."""
 
-        async def guard(scope: Scope) -> errors.ApiError | None:
+        async def login(scope: Scope) -> Caller:
             refusal = self.per_ip(scope)
             if refusal is not None:
-                return refusal
+                raise refusal
             header = _header_values(scope, b"authorization")
-            try:
-                await self.authenticate(scope, header[0] if header else None, accounts)
-            except errors.ApiError as exc:
-                return exc
-            return None
+            return await self.authenticate(scope, header[0] if header else None, accounts)
 
-        return guard
+        return login
+
+    def send_limit(self, who: Caller) -> float:
+        """Spend one ``per_account`` token for a send over the WebSocket (a send there is
+        a request like ``PUT /v1/messages``); the seconds to wait, 0 if allowed."""
+        return self.memory.take_now(PER_ACCOUNT, who.account_id)

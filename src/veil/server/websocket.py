@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -31,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 
 from veil.server import errors
 from veil.server.accounts import AccountService, Caller
-from veil.server.delivery import DeviceKey, DeviceStream, Notifier
+from veil.server.delivery import IDLE_RECHECK_S, DeviceKey, DeviceStream, Notifier
 from veil.server.messages import MessageService
 from veil.server.metrics import Metrics
 from veil.server.model import Envelope
@@ -58,14 +59,18 @@ _decoder = msgspec.msgpack.Decoder(ClientFrame)
 
 MAX_PENDING: Final = 64
 """Acks and sends of one connection being processed at once."""
+RECHECK_TICK_S: Final = 1.0
 CLOSE_INTERNAL: Final = 1011
 CLOSE_GRACE_S: Final = 10.0
 """After the server closes a connection for an internal failure, how long the peer has to
 answer the close before the handler stops waiting for it."""
 
 KeyCountsFn = Callable[[Caller], Awaitable[KeyCounts]]
-Guard = Callable[[Scope], Awaitable[errors.ApiError | None]]
-"""A check before the handshake (e.g. a per-IP rate limit): an error refuses the connection."""
+Login = Callable[[Scope], Awaitable[Caller]]
+"""Who is connecting (rate limits included); raises :class:`errors.ApiError` to refuse."""
+SendLimit = Callable[[Caller], float]
+"""Seconds the device must wait before its next send (0: go), e.g. a per-account limit."""
+_json = msgspec.json.Encoder()
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -73,6 +78,23 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return bytes(value).decode("latin-1")
     return None
+
+
+async def _refuse(scope: Scope, send: Send, exc: errors.ApiError) -> None:
+    """Refuse a handshake: a 429 as an HTTP answer with its JSON body and ``Retry-After``
+    (where the server can send one), anything else as a close (HTTP 403)."""
+    if exc.status == 429 and "websocket.http.response" in scope.get("extensions", {}):
+        body = _json.encode(ErrorBody(exc.code, exc.message, exc.details))
+        retry = str(max(1, round(float(str(exc.details.get("retry_after_s", 1))))))
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", retry.encode()),
+        ]
+        await send({"type": "websocket.http.response.start", "status": 429, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+        return
+    await send({"type": "websocket.close", "code": CLOSE_POLICY})
 
 
 class WebSocketHub:
@@ -87,7 +109,8 @@ class WebSocketHub:
         *,
         messages: MessageService | None = None,
         key_counts: KeyCountsFn | None = None,
-        guard: Guard | None = None,
+        login: Login | None = None,
+        send_limit: SendLimit | None = None,
     ) -> None:
         self.accounts = accounts
         self.repo = repo
@@ -95,8 +118,11 @@ class WebSocketHub:
         self.metrics = metrics
         self.messages = messages
         self.key_counts = key_counts
-        self.guard = guard
+        self.login = login
+        self.send_limit = send_limit
         self._connections: dict[DeviceKey, _Connection] = {}
+        self._recheck: asyncio.TimerHandle | None = None
+        self._recheck_order: list[_Connection] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI WebSocket endpoint."""
@@ -105,16 +131,19 @@ class WebSocketHub:
         if (await receive())["type"] != "websocket.connect":
             return
         try:
-            if self.guard is not None and (refusal := await self.guard(scope)) is not None:
-                raise refusal
-            who = await self.accounts.authenticate(_header(scope, b"authorization"))
-        except errors.ApiError:
-            await send({"type": "websocket.close", "code": CLOSE_POLICY})
+            if self.login is not None:
+                who = await self.login(scope)
+            else:
+                who = await self.accounts.authenticate(_header(scope, b"authorization"))
+        except errors.ApiError as exc:
+            await _refuse(scope, send, exc)
             return
         await send({"type": "websocket.accept"})
         conn = _Connection(self, who, send)
         previous = self._connections.get(conn.key)
         self._connections[conn.key] = conn
+        if self._recheck is None:
+            self._recheck = asyncio.get_running_loop().call_later(RECHECK_TICK_S, self._tick)
         if previous is not None:
             previous.close_soon(CLOSE_REPLACED)
         try:
@@ -128,9 +157,41 @@ class WebSocketHub:
         """Devices connected to this process."""
         return len(self._connections)
 
+    def _tick(self) -> None:
+        """Poke a slice of the connections, so each re-reads its queue about every
+        :data:`IDLE_RECHECK_S` even without a wake-up (a lost NATS message, say): one timer
+        for the hub rather than one per idle connection."""
+        if not self._connections:
+            self._recheck = None
+            self._recheck_order = []
+            return
+        if not self._recheck_order:
+            self._recheck_order = list(self._connections.values())
+        share = max(1, math.ceil(len(self._connections) * RECHECK_TICK_S / IDLE_RECHECK_S))
+        batch = self._recheck_order[-share:]
+        del self._recheck_order[-share:]
+        for conn in batch:
+            if self._connections.get(conn.key) is conn:
+                conn.poke()
+        self._recheck = asyncio.get_running_loop().call_later(RECHECK_TICK_S, self._tick)
+
 
 class _Connection:
     """One device's live connection."""
+
+    __slots__ = (
+        "_closed",
+        "_failed",
+        "_give_up",
+        "_pending",
+        "_send",
+        "_stream",
+        "_task",
+        "_unacked",
+        "hub",
+        "key",
+        "who",
+    )
 
     def __init__(self, hub: WebSocketHub, who: Caller, send: Send) -> None:
         self.hub = hub
@@ -150,8 +211,7 @@ class _Connection:
         self._task = asyncio.current_task()
         stream = self._stream = DeviceStream(hub.repo, self.key, self.push)
         hub.notifier.register(self.key, self)
-        pusher = asyncio.create_task(stream.run())
-        pusher.add_done_callback(self._pusher_done)
+        stream.start(self._push_failed)
         if hub.key_counts is not None:
             self.keys_low()
         try:
@@ -162,13 +222,13 @@ class _Connection:
         finally:
             if self._give_up is not None:
                 self._give_up.cancel()
-            pusher.cancel()
+            stream.stop()
             hub.notifier.unregister(self.key, self)
             # Acks and sends already read are finished (an ack the device sent before it
             # left still deletes; a send is stored and only its answer is lost -- the device
             # retries with its idempotency key). A server shutdown cancels them instead.
             try:
-                await asyncio.gather(pusher, *self._pending, return_exceptions=True)
+                await asyncio.gather(*self._pending, return_exceptions=True)
             except asyncio.CancelledError:
                 for task in list(self._pending):
                     task.cancel()
@@ -213,6 +273,9 @@ class _Connection:
         try:
             if messages is None:
                 raise errors.ApiError(404, "not_found", "sending is not enabled on this socket")
+            wait = self.hub.send_limit(self.who) if self.hub.send_limit is not None else 0.0
+            if wait:
+                raise errors.rate_limited(round(wait, 3))
             request = SendRequest(frame.envelopes, frame.idempotency_key)
             response = await messages.send(self.who, frame.recipient, request)
             answer = Sent(frame.request_id, response)
@@ -268,14 +331,11 @@ class _Connection:
         """Close from outside the connection's tasks (it was replaced)."""
         self._spawn(self.close(code))
 
-    def _pusher_done(self, pusher: asyncio.Task[None]) -> None:
-        if pusher.cancelled():
-            return
-        exc = pusher.exception()
+    def _push_failed(self, exc: BaseException) -> None:
         if isinstance(exc, OSError):  # the peer is gone; the read loop sees it too
             log.debug("delivery stopped: %s", type(exc).__name__)
         else:
-            log.error("delivery failed: %s", type(exc).__name__ if exc else "stopped")
+            log.error("delivery failed: %s", type(exc).__name__)
         self._failed = True
         self._spawn(self.close(CLOSE_INTERNAL))
         task = self._task
