@@ -16,9 +16,11 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 import uvicorn
 
@@ -26,6 +28,7 @@ from veil.server.app import Limits, create_app
 from veil.server.postgres_repo import PostgresRepository
 from veil.server.repository import Repository
 from veil.server.sqlite_repo import SqliteRepository
+from veil.wire.messages import KeysLow, ServerFrame
 
 ADMIN_DSN = os.environ.get("VEIL_TEST_POSTGRES_DSN", "postgresql://root@127.0.0.1:5432/postgres")
 
@@ -123,3 +126,15 @@ async def client(repo: Repository) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://veil.test") as c:
         yield c
+
+
+_frames = msgspec.msgpack.Decoder(ServerFrame)
+
+
+async def next_frame(ws: Any, timeout: float) -> ServerFrame:
+    """The next server frame on a ``websockets`` client connection, other than a "prekeys
+    low" notice (most test devices upload no keys, so they get one on connecting)."""
+    while True:
+        frame = _frames.decode(await asyncio.wait_for(ws.recv(), timeout))
+        if not isinstance(frame, KeysLow):
+            return frame

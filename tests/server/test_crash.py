@@ -46,9 +46,9 @@ from veil.core.crypto.x25519 import PrivateKey
 from veil.server.postgres_repo import PostgresRepository
 from veil.server.repository import Repository
 from veil.server.sqlite_repo import SqliteRepository
-from veil.wire.messages import Ack, KeysLow, QueueEmpty, ServerFrame
+from veil.wire.messages import Ack, QueueEmpty
 
-from .conftest import _drop_postgres_database, _fresh_postgres_database
+from .conftest import _drop_postgres_database, _fresh_postgres_database, next_frame
 from .test_server_cli import free_port, veil_env
 
 UNLIMITED = {"VEIL_RATE_LIMITS": "per_ip=1e9/1e9 per_account=1e9/1e9"}
@@ -62,16 +62,6 @@ REGISTRATION_ID = 77
 SEND_PHASE_TIMEOUT_S = 300.0
 STARTUP_TIMEOUT_S = 30.0
 FRAME_TIMEOUT_S = 30.0
-
-_decoder = msgspec.msgpack.Decoder(ServerFrame)
-
-
-async def _frame(ws: Any, timeout: float) -> ServerFrame:
-    """The next frame other than a "prekeys low" notice (these devices upload no keys)."""
-    while True:
-        frame = _decoder.decode(await asyncio.wait_for(ws.recv(), timeout))
-        if not isinstance(frame, KeysLow):
-            return frame
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -305,7 +295,7 @@ async def drain(
     """Receive until QueueEmpty, acking every batch; then wait for the queue to be empty."""
     got: list[bytes] = []
     while True:
-        frame = await _frame(ws, FRAME_TIMEOUT_S)
+        frame = await next_frame(ws, FRAME_TIMEOUT_S)
         if isinstance(frame, QueueEmpty):
             break
         for e in frame.envelopes:

@@ -21,20 +21,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from veil.core.crypto.x25519 import PrivateKey
-from veil.wire.messages import Ack, Deliver, KeysLow, QueueEmpty, ServerFrame
+from veil.wire.messages import Ack, Deliver, QueueEmpty
 
-from .conftest import Server
-
-_decoder = msgspec.msgpack.Decoder(ServerFrame)
-
-
-async def _frame(ws: Any, timeout: float) -> ServerFrame:
-    """The next frame other than a "prekeys low" notice (these devices upload no keys)."""
-    while True:
-        frame = _decoder.decode(await asyncio.wait_for(ws.recv(), timeout))
-        if not isinstance(frame, KeysLow):
-            return frame
-
+from .conftest import Server, next_frame
 
 _encoder = msgspec.msgpack.Encoder()
 
@@ -88,7 +77,7 @@ async def frames_until_empty(ws: ClientConnection, timeout: float = 10) -> list[
     """Envelopes received until the server says the queue is empty."""
     out: list[Any] = []
     while True:
-        frame = await _frame(ws, timeout)
+        frame = await next_frame(ws, timeout)
         if isinstance(frame, QueueEmpty):
             return out
         out.extend(frame.envelopes)
@@ -121,7 +110,7 @@ async def test_live_push_while_connected(server: Server) -> None:
             assert (await send(server, alice, bob, f"m{i}".encode())).status_code == 200
         got: list[bytes] = []
         while len(got) < 5:
-            frame = await _frame(ws, 10)
+            frame = await next_frame(ws, 10)
             if isinstance(frame, Deliver):
                 got.extend(e.content for e in frame.envelopes)
         assert got == [f"m{i}".encode() for i in range(5)]
@@ -191,10 +180,10 @@ async def test_second_connection_replaces_the_first(server: Server) -> None:
         async with websocket(server, bob) as second:
             await frames_until_empty(second)
             with pytest.raises(ConnectionClosed) as info:
-                await _frame(first, 10)
+                await next_frame(first, 10)
             assert info.value.rcvd is not None and info.value.rcvd.code == 4000
             await send(server, alice, bob, b"to the new one")
-            frame = await _frame(second, 10)
+            frame = await next_frame(second, 10)
             assert isinstance(frame, Deliver) and frame.envelopes[0].content == b"to the new one"
 
 
@@ -205,7 +194,7 @@ async def test_malformed_frame_closes_without_acking(server: Server) -> None:
         await frames_until_empty(ws)
         await ws.send(b"\xc1garbage")
         with pytest.raises(ConnectionClosed) as info:
-            await _frame(ws, 10)
+            await next_frame(ws, 10)
         assert info.value.rcvd is not None and info.value.rcvd.code == 1008
     assert await server.repo.queue_depth(bob.account_id, 1) == 1
 
@@ -218,7 +207,7 @@ async def test_unacked_window_bounds_what_is_in_flight(server: Server) -> None:
         got: list[Any] = []
         with contextlib.suppress(TimeoutError):
             while True:
-                frame = await _frame(ws, 1.0)
+                frame = await next_frame(ws, 1.0)
                 if isinstance(frame, Deliver):
                     got.extend(frame.envelopes)
         assert len(got) == 256  # the window: no more until something is acked

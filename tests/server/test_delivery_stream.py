@@ -93,6 +93,21 @@ async def test_full_batch_reads_on() -> None:
         await task
 
 
+def _hold_reads(queue: FakeQueue) -> asyncio.Event:
+    """Make the queue's reads take their snapshot at once but answer only when the returned
+    event is set (a read in flight while other things happen)."""
+    release = asyncio.Event()
+    plain_fetch = queue.fetch_envelopes
+
+    async def slow_fetch(account_id: str, device_id: int, after: int, limit: int) -> list[Envelope]:
+        rows = await plain_fetch(account_id, device_id, after, limit)  # the snapshot
+        await release.wait()
+        return rows
+
+    queue.fetch_envelopes = slow_fetch  # type: ignore[method-assign]
+    return release
+
+
 def _delivered(frames: list[ServerFrame]) -> list[int]:
     return [e.envelope_id for f in frames if isinstance(f, Deliver) for e in f.envelopes]
 
@@ -117,15 +132,7 @@ async def test_offers_after_a_drained_read_are_pushed_from_memory() -> None:
 
 async def test_offers_made_during_a_read_are_neither_lost_nor_doubled() -> None:
     queue = FakeQueue(True)
-    release = asyncio.Event()
-    plain_fetch = queue.fetch_envelopes
-
-    async def slow_fetch(account_id: str, device_id: int, after: int, limit: int) -> list[Envelope]:
-        rows = await plain_fetch(account_id, device_id, after, limit)  # the snapshot
-        await release.wait()
-        return rows
-
-    queue.fetch_envelopes = slow_fetch  # type: ignore[method-assign]
+    release = _hold_reads(queue)
     queue.add(1)
     stream, frames = await _run(queue)
     task = asyncio.create_task(stream.run())
@@ -143,15 +150,7 @@ async def test_offers_made_during_a_read_are_neither_lost_nor_doubled() -> None:
 
 async def test_a_poke_during_a_read_forces_another_read() -> None:
     queue = FakeQueue(True)
-    release = asyncio.Event()
-    plain_fetch = queue.fetch_envelopes
-
-    async def slow_fetch(account_id: str, device_id: int, after: int, limit: int) -> list[Envelope]:
-        rows = await plain_fetch(account_id, device_id, after, limit)
-        await release.wait()
-        return rows
-
-    queue.fetch_envelopes = slow_fetch  # type: ignore[method-assign]
+    release = _hold_reads(queue)
     stream, frames = await _run(queue)
     task = asyncio.create_task(stream.run())
     await asyncio.sleep(0.02)

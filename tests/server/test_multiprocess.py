@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,9 +32,9 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from veil.core.crypto.x25519 import PrivateKey
 from veil.server.delivery import IDLE_RECHECK_S
-from veil.wire.messages import Ack, Deliver, KeysLow, QueueEmpty, ServerFrame
+from veil.wire.messages import Ack, Deliver, QueueEmpty
 
-from .conftest import _drop_postgres_database, _fresh_postgres_database
+from .conftest import _drop_postgres_database, _fresh_postgres_database, next_frame
 from .test_server_cli import free_port, veil_env
 
 pytestmark = pytest.mark.postgres
@@ -42,16 +42,6 @@ pytestmark = pytest.mark.postgres
 NATS_URL = os.environ.get("VEIL_TEST_NATS_URL", "nats://127.0.0.1:4222")
 N = 500
 FIRST_WAKE_LIMIT_S = 2.0
-
-_decoder = msgspec.msgpack.Decoder(ServerFrame)
-
-
-async def _frame(ws: Any, timeout: float) -> ServerFrame:
-    """The next frame other than a "prekeys low" notice (these devices upload no keys)."""
-    while True:
-        frame = _decoder.decode(await asyncio.wait_for(ws.recv(), timeout))
-        if not isinstance(frame, KeysLow):
-            return frame
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -179,7 +169,7 @@ async def send(http: httpx.AsyncClient, base: str, sender: Device, to: Device, i
 @contextlib.asynccontextmanager
 async def websocket(url: str, device: Device) -> AsyncIterator[ClientConnection]:
     async with connect(url, additional_headers=device.auth, open_timeout=10) as ws:
-        frame = await _frame(ws, 10)
+        frame = await next_frame(ws, 10)
         assert isinstance(frame, QueueEmpty)  # nothing waiting yet
         yield ws
 
@@ -188,7 +178,7 @@ async def receive(ws: ClientConnection, count: int, arrived: dict[int, float]) -
     """The next ``count`` envelopes (acked as they come), noting when each arrived."""
     got: list[int] = []
     while len(got) < count:
-        frame = await _frame(ws, 10)
+        frame = await next_frame(ws, 10)
         if isinstance(frame, Deliver):
             now = time.monotonic()
             for e in frame.envelopes:
@@ -202,7 +192,7 @@ async def receive(ws: ClientConnection, count: int, arrived: dict[int, float]) -
 async def nothing_more(ws: ClientConnection, wait: float = 0.5) -> None:
     with contextlib.suppress(TimeoutError):
         while True:
-            frame = await _frame(ws, wait)
+            frame = await next_frame(ws, wait)
             assert isinstance(frame, QueueEmpty), f"unexpected extra delivery {frame!r}"
 
 
