@@ -55,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Veil: an end-to-end encrypted messenger.",
     )
     parser.add_argument("--version", action="version", version=f"veil {__version__}")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="the device profile folder (default $VEIL_PROFILE, else "
+        "${XDG_DATA_HOME:-~/.local/share}/veil/profile)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse to talk to anyone whose identity key changed until it is verified again",
+    )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
 
     selfcheck = commands.add_parser(
@@ -67,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     selfcheck.set_defaults(handler=_cmd_selfcheck)
     _add_server_parser(commands)
+    from veil.cli.chat import add_chat_parsers  # noqa: PLC0415 - keeps `veil server` light
+
+    add_chat_parsers(commands)
+    from veil.cli.demo import add_demo_parser  # noqa: PLC0415
+
+    add_demo_parser(commands)
     return parser
 
 

@@ -1,0 +1,409 @@
+"""The chat commands of ``veil``: register, send, receive, listen, inbox, devices, safety
+numbers.
+
+A stable contract for scripts: errors are one line on stderr and exit status 1 (2 for usage
+errors); ``--json`` prints one JSON object per line, each with ``type``. The device profile is
+``--profile DIR``, else ``$VEIL_PROFILE``, else ``${XDG_DATA_HOME:-~/.local/share}/veil/profile``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from veil.client import CaughtUp, Client, ClientError, StoreError
+from veil.client.client import ClientEvent
+from veil.engine import (
+    DecryptFailure,
+    IdentityChanged,
+    MessageReceived,
+    ReceiptReceived,
+    SyncedSent,
+    TypingChanged,
+)
+
+Handler = Callable[[argparse.Namespace, TextIO], int]
+
+
+def default_profile() -> Path:
+    """``$VEIL_PROFILE``, else ``${XDG_DATA_HOME:-~/.local/share}/veil/profile``."""
+    if os.environ.get("VEIL_PROFILE"):
+        return Path(os.environ["VEIL_PROFILE"]).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "veil" / "profile"
+
+
+def add_chat_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the chat subcommands to ``veil``'s parser."""
+    register = commands.add_parser(
+        "register",
+        help="create an account (this profile becomes its primary device)",
+        description="Register NAME on the server; this profile becomes the primary device.",
+    )
+    register.add_argument("name", help="the username (letters, digits, _ . -)")
+    register.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8080")
+    register.add_argument("--device-name", default="", help="a name for this device")
+    register.set_defaults(handler=_sync(_register))
+
+    link = commands.add_parser(
+        "link",
+        help="link this profile as a new device of an existing account",
+        description="Print a veil-link: code; approve it on an existing device with "
+        "`veil devices approve CODE`; this waits until then.",
+    )
+    link.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8080")
+    link.add_argument("--device-name", default="", help="a name for this device")
+    link.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds to wait for approval (default 600)"
+    )
+    link.set_defaults(handler=_sync(_link))
+
+    send = commands.add_parser(
+        "send",
+        help="send a message",
+        description="Send TEXT to NAME, end-to-end encrypted to all of their devices.",
+    )
+    send.add_argument("name", help="the recipient's username")
+    send.add_argument("text", help="the message")
+    send.add_argument("--json", action="store_true", help="print the result as JSON")
+    send.set_defaults(handler=_sync(_send))
+
+    receive = commands.add_parser(
+        "receive",
+        help="fetch what is waiting, print it, exit",
+        description="Connect, take everything queued (then wait up to --timeout seconds for "
+        "more), print one event per line, exit.",
+    )
+    receive.add_argument("--json", action="store_true", help="one JSON object per line")
+    receive.add_argument(
+        "--timeout", type=float, default=0.0, help="seconds to wait for more (default 0)"
+    )
+    receive.set_defaults(handler=_sync(_receive))
+
+    listen = commands.add_parser(
+        "listen",
+        help="stay connected and print events as they come",
+        description="Stay connected and print each event as it arrives (Ctrl-C to stop).",
+    )
+    listen.add_argument("--json", action="store_true", help="one JSON object per line")
+    listen.set_defaults(handler=_sync(_listen))
+
+    inbox = commands.add_parser(
+        "inbox",
+        help="list conversations, or show one",
+        description="Without NAME: the conversations. With NAME: its messages.",
+    )
+    inbox.add_argument("name", nargs="?", help="a username")
+    inbox.add_argument("--json", action="store_true", help="one JSON object per line")
+    inbox.add_argument("--limit", type=int, default=50, help="messages to show (default 50)")
+    inbox.set_defaults(handler=_sync(_inbox))
+
+    devices = commands.add_parser(
+        "devices",
+        help="list or remove this account's devices",
+        description="List this account's devices, or remove one.",
+    )
+    devices.add_argument("--json", action="store_true", help="one JSON object per line")
+    actions = devices.add_subparsers(
+        title="actions", metavar="[remove ID | approve CODE]", dest="devices_action"
+    )
+    remove = actions.add_parser("remove", help="remove a linked device")
+    remove.add_argument("device_id", type=int, help="the device id (2..127)")
+    approve = actions.add_parser("approve", help="approve a new device (its veil-link: code)")
+    approve.add_argument("code", help="the veil-link:... text the new device shows")
+    devices.set_defaults(handler=_sync(_devices))
+
+    safety = commands.add_parser(
+        "safety-number",
+        help="show the safety number with someone",
+        description="Show the 60-digit safety number with NAME (compare it with theirs).",
+    )
+    safety.add_argument("name", help="a username")
+    safety.add_argument("--json", action="store_true", help="print JSON")
+    safety.set_defaults(handler=_sync(_safety_number))
+
+    verify = commands.add_parser(
+        "verify",
+        help="mark someone's identity key as verified",
+        description="After comparing safety numbers: mark NAME's current key as verified.",
+    )
+    verify.add_argument("name", help="a username")
+    verify.set_defaults(handler=_sync(_verify))
+
+
+def _sync(command: Callable[[Client, argparse.Namespace, TextIO], Awaitable[int]]) -> Handler:
+    """Run an async command on the profile's client; errors become one line on stderr."""
+
+    def run(args: argparse.Namespace, out: TextIO) -> int:
+        profile = Path(args.profile).expanduser() if args.profile else default_profile()
+
+        async def main() -> int:
+            async with Client(profile, trust="strict" if args.strict else "tofu") as client:
+                return await command(client, args, out)
+
+        try:
+            return asyncio.run(main())
+        except (ClientError, StoreError, OSError) as exc:
+            print(f"veil: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+async def _register(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    await client.close()
+    registered = await Client.register(
+        client.profile, args.server, args.name, device_name=args.device_name
+    )
+    async with registered:
+        account = registered.account
+        print(
+            f"registered {account.username} ({account.account_id}) as device "
+            f"{account.device_id} on {account.server_url}; profile {client.profile}",
+            file=out,
+        )
+    return 0
+
+
+async def _link(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    await client.close()
+
+    def show(uri: str) -> None:
+        print("on a device of this account, run:", file=out)
+        print(f"  veil devices approve {uri}", file=out, flush=True)
+
+    linked = await Client.link(
+        client.profile, args.server, device_name=args.device_name, show=show, timeout_s=args.timeout
+    )
+    async with linked:
+        account = linked.account
+        print(
+            f"linked as device {account.device_id} of {account.username} "
+            f"({account.account_id}); profile {client.profile}",
+            file=out,
+        )
+    return 0
+
+
+async def _send(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    result = await client.send(args.name, args.text)
+    if args.json:
+        _json_line(
+            out,
+            {
+                "type": "sent",
+                "id": result.message_id.hex(),
+                "to": args.name,
+                "timestamp": result.server_ms,
+                "devices": [f"{a}.{d}" for a, d in result.devices],
+            },
+        )
+    else:
+        print(f"sent to {args.name} ({len(result.devices)} devices)", file=out)
+    return 0
+
+
+def _event(  # noqa: PLR0911 - one answer per event type
+    client: Client, event: ClientEvent
+) -> dict[str, Any] | None:
+    """One event as the JSON the CLI prints (``None`` for internal ones)."""
+    if isinstance(event, MessageReceived):
+        return {
+            "type": "message",
+            "id": event.message_id.hex(),
+            "from": client.username_of(event.sender_account_id) or event.sender_account_id,
+            "from_account": event.sender_account_id,
+            "device": event.sender_device_id,
+            "timestamp": event.sent_ms,
+            "server_timestamp": event.server_ms,
+            "text": event.text,
+        }
+    if isinstance(event, SyncedSent):
+        return {
+            "type": "sent_elsewhere",
+            "id": event.message_id.hex(),
+            "to": client.username_of(event.conversation) or event.conversation,
+            "from": client.account.username,
+            "device": event.sender_device_id,
+            "timestamp": event.sent_ms,
+            "text": event.text,
+        }
+    if isinstance(event, ReceiptReceived):
+        return {
+            "type": "receipt",
+            "kind": event.kind,
+            "id": event.message_ids[0].hex() if event.message_ids else None,
+            "ids": [m.hex() for m in event.message_ids],
+            "from": client.username_of(event.conversation) or event.conversation,
+            "device": event.sender_device_id,
+            "timestamp": event.server_ms,
+        }
+    if isinstance(event, TypingChanged):
+        return {
+            "type": "typing",
+            "id": None,
+            "from": client.username_of(event.conversation) or event.conversation,
+            "device": event.sender_device_id,
+            "timestamp": None,
+            "started": event.started,
+        }
+    if isinstance(event, IdentityChanged):
+        return {
+            "type": "identity_changed",
+            "id": None,
+            "from": client.username_of(event.account_id) or event.account_id,
+            "device": None,
+            "timestamp": None,
+        }
+    if isinstance(event, DecryptFailure):
+        return {
+            "type": "delivery_failure",
+            "id": None,
+            "reason": event.reason,
+            "from": client.username_of(event.sender_account_id) or event.sender_account_id,
+            "device": event.sender_device_id,
+            "timestamp": event.server_ms,
+        }
+    return None
+
+
+def _print_event(client: Client, event: ClientEvent, out: TextIO, as_json: bool) -> None:
+    data = _event(client, event)
+    if data is None:
+        return
+    if as_json:
+        _json_line(out, data)
+        return
+    who = data.get("from")
+    if data["type"] == "message":
+        print(f"{who} [{data['device']}]: {data['text']}", file=out)
+    elif data["type"] == "sent_elsewhere":
+        print(f"(you, device {data['device']}) -> {data['to']}: {data['text']}", file=out)
+    elif data["type"] == "receipt":
+        print(f"{who} {data['kind']} {len(data['ids'])} message(s)", file=out)
+    elif data["type"] == "identity_changed":
+        print(f"the safety number with {who} changed: verify it", file=out)
+    elif data["type"] == "delivery_failure":
+        print(f"a message from {who} could not be read ({data['reason']})", file=out)
+    out.flush()
+
+
+async def _receive(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    for event in await client.receive(args.timeout):
+        _print_event(client, event, out, args.json)
+    return 0
+
+
+async def _listen(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    async for event in client.events():
+        if isinstance(event, CaughtUp):
+            continue
+        _print_event(client, event, out, args.json)
+    return 0
+
+
+async def _inbox(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    if args.name is None:
+        for c in client.conversations():
+            if args.json:
+                _json_line(
+                    out,
+                    {
+                        "type": "conversation",
+                        "with": c.username or c.conversation,
+                        "account": c.conversation,
+                        "last_timestamp": c.last_ms,
+                        "last_text": c.last_text,
+                        "unread": c.unread,
+                        "messages": c.count,
+                    },
+                )
+            else:
+                unread = f" ({c.unread} unread)" if c.unread else ""
+                print(f"{c.username or c.conversation}{unread}: {c.last_text or ''}", file=out)
+        return 0
+    contact = await client.resolve(args.name)
+    for m in client.messages(contact.account_id, args.limit):
+        who = client.username_of(m.sender_account_id) or m.sender_account_id
+        if args.json:
+            _json_line(
+                out,
+                {
+                    "type": "message",
+                    "id": m.message_id.hex(),
+                    "from": who,
+                    "device": m.sender_device_id,
+                    "timestamp": m.sent_ms,
+                    "direction": m.direction,
+                    "status": m.status,
+                    "text": m.text,
+                },
+            )
+        else:
+            print(f"{who}: {m.text or ''}  [{m.status}]", file=out)
+    return 0
+
+
+async def _devices(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    if args.devices_action == "approve":
+        await client.approve_link(args.code)
+        print("approved: the new device is being linked", file=out)
+        return 0
+    if args.devices_action == "remove":
+        await client.remove_device(args.device_id)
+        print(f"removed device {args.device_id}", file=out)
+        return 0
+    me = client.account.device_id
+    for d in await client.devices():
+        if args.json:
+            _json_line(
+                out,
+                {
+                    "type": "device",
+                    "id": d.device_id,
+                    "name": d.name,
+                    "created": d.created_ms,
+                    "this": d.device_id == me,
+                },
+            )
+        else:
+            mark = " (this device)" if d.device_id == me else ""
+            print(f"{d.device_id}: {d.name or '(unnamed)'}{mark}", file=out)
+    return 0
+
+
+async def _safety_number(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    number = await client.safety_number(args.name)
+    digits = number.displayable
+    groups = " ".join(digits[i : i + 5] for i in range(0, len(digits), 5))
+    if args.json:
+        _json_line(
+            out,
+            {
+                "type": "safety_number",
+                "with": args.name,
+                "digits": digits,
+                "qr": number.scannable.hex(),
+            },
+        )
+    else:
+        print(f"safety number with {args.name}:\n{groups}", file=out)
+    return 0
+
+
+async def _verify(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    await client.verify(args.name)
+    print(f"{args.name} is verified", file=out)
+    return 0
+
+
+def _json_line(out: TextIO, data: dict[str, Any]) -> None:
+    out.write(json.dumps(data, separators=(",", ":")) + "\n")
+    out.flush()

@@ -1,0 +1,23 @@
+"""The client SDK: :class:`Client` (one device profile talking to one server).
+
+The public surface is :class:`Client` and its events; underneath, ``http``
+(:class:`~veil.client.http.HttpApi`), ``socket`` (:class:`~veil.client.socket.DeviceSocket`)
+and ``connection`` (:class:`~veil.client.connection.Connection`) move the :mod:`veil.wire`
+schemas to and from the server and do no protocol cryptography; :mod:`veil.engine` does that.
+Failures are :mod:`veil.client.errors`.
+"""
+
+from veil.client.client import CaughtUp, Client, ClientEvent, SendResult
+from veil.client.errors import ClientError, ServerError, TransportError
+from veil.engine import StoreError
+
+__all__ = [
+    "CaughtUp",
+    "Client",
+    "ClientError",
+    "ClientEvent",
+    "SendResult",
+    "ServerError",
+    "StoreError",
+    "TransportError",
+]

@@ -1,0 +1,581 @@
+"""The public async SDK: :class:`Client`.
+
+A client is one device profile (a folder with its store) talking to one server. It does the
+network I/O and leaves the protocol to :mod:`veil.engine`::
+
+    async with await Client.register("~/.veil/alice", "http://127.0.0.1:8080", "alice") as alice:
+        await alice.send("bob", "hello")
+    async with Client("~/.veil/bob") as bob:
+        async for event in bob.events():
+            print(event)
+
+Sending (ARCHITECTURE.md §3): the message is encrypted to every device of the recipient and,
+as a sync copy, to the sender's other devices, and sent as one set; when the server answers
+that the device list changed, the client fetches the missing bundles, drops the sessions of
+removed devices, and sends again under the same idempotency key. Receiving: each envelope is
+decrypted and stored by the engine in one transaction, then acked; a delivery receipt goes
+back to the sender.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+from veil.client import convert
+from veil.client.connection import Connection
+from veil.client.credentials import Credentials
+from veil.client.errors import ClientError, ServerError
+from veil.client.http import HttpApi
+from veil.core import content as payload
+from veil.core.errors import LocalError, UntrustedIdentityError, VeilError
+from veil.core.rng import Rng
+from veil.engine import (
+    AccountRecord,
+    Contact,
+    ConversationSummary,
+    DeviceStore,
+    Engine,
+    Event,
+    Fingerprint,
+    IdentityChanged,
+    MessageReceived,
+    MessageRecord,
+    OutgoingCopy,
+    PreKeyBundle,
+    TrustMode,
+    linking,
+    new_account_keys,
+)
+from veil.engine.keys import new_identity
+from veil.wire.accounts import DeviceInfo, RegisterRequest
+from veil.wire.messages import Deliver, KeysLow, QueueEmpty, SendRequest
+from veil.wire.provisioning import LinkRequest
+
+log = logging.getLogger("veil.client")
+
+OWN_DEVICES_RECHECK_S: Final = 60.0
+"""How often a sending device re-reads its account's device list (for sync copies)."""
+MAX_SEND_ATTEMPTS: Final = 4
+"""Sends retried after "the device list changed" answers (each fixes what it names)."""
+
+
+class UntrustedPeerError(ClientError):
+    """The peer's identity key changed and strict trust refuses it until verified."""
+
+    def __init__(self, username: str) -> None:
+        super().__init__(
+            f"the safety number with {username} changed: compare it "
+            f"(veil safety-number {username}) and verify it (veil verify {username}) first"
+        )
+        self.username = username
+
+
+@dataclass(frozen=True, slots=True)
+class CaughtUp:
+    """Everything the server held for this device when it connected has been processed."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """A message stored by the server for every device of the recipient (and ours)."""
+
+    recipient: str
+    message_id: bytes
+    server_ms: int
+    devices: tuple[tuple[str, int], ...]
+    duplicate: bool
+
+
+ClientEvent = Event | CaughtUp
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def _wait_mailbox(api: HttpApi, provisioning_id: str, token: str, timeout_s: float) -> bytes:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        wait = int(max(1, min(30, deadline - time.monotonic())))
+        sealed = await api.wait_mailbox(provisioning_id, token, wait)
+        if sealed is not None:
+            return sealed
+    raise ClientError("the link was not approved in time; start again")
+
+
+class Client:
+    """One device profile. Use as ``async with``; :meth:`register` or :meth:`link` first."""
+
+    def __init__(
+        self,
+        profile: str | os.PathLike[str],
+        *,
+        trust: TrustMode = "tofu",
+        rng: Rng = os.urandom,
+        now_ms: Callable[[], int] = _now_ms,
+        server_url: str | None = None,
+    ) -> None:
+        self.profile = Path(profile).expanduser()
+        self._trust: TrustMode = trust
+        self._rng = rng
+        self._now_ms = now_ms
+        self._server_url = server_url
+        self._store: DeviceStore | None = None
+        self._engine: Engine | None = None
+        self._http: HttpApi | None = None
+        self._connection: Connection | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._own_checked = -OWN_DEVICES_RECHECK_S
+
+    # --- life cycle -----------------------------------------------------------------------
+    async def __aenter__(self) -> Client:
+        self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def open(self) -> None:
+        """Open the profile's store (created if missing)."""
+        if self._store is None:
+            self._store = DeviceStore.open(self.profile)
+            self._engine = Engine(
+                self._store, rng=self._rng, now_ms=self._now_ms, trust=self._trust
+            )
+
+    async def close(self) -> None:
+        """Finish background work, close the connection and the store."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+            self._engine = None
+
+    @property
+    def store(self) -> DeviceStore:
+        if self._store is None:
+            raise ClientError("the client is not open (use `async with`)")
+        return self._store
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise ClientError("the client is not open (use `async with`)")
+        return self._engine
+
+    @property
+    def account(self) -> AccountRecord:
+        """This device's account (:class:`ClientError` if the profile has none)."""
+        account = self.store.account()
+        if account is None:
+            raise ClientError(f"no account in {self.profile}: run register or link first")
+        return account
+
+    @property
+    def credentials(self) -> Credentials:
+        """How this device authenticates to its server."""
+        account = self.account
+        return Credentials(account.account_id, account.device_id, account.credential)
+
+    def _api(self) -> HttpApi:
+        if self._http is None:
+            self._http = HttpApi(self.account.server_url, self.credentials)
+        return self._http
+
+    # --- registration ---------------------------------------------------------------------
+    @classmethod
+    async def register(
+        cls,
+        profile: str | os.PathLike[str],
+        server_url: str,
+        username: str,
+        *,
+        device_name: str = "",
+        trust: TrustMode = "tofu",
+        rng: Rng = os.urandom,
+    ) -> Client:
+        """Create an account on ``server_url`` with this profile as its primary device."""
+        client = cls(profile, trust=trust, rng=rng)
+        client.open()
+        try:
+            if client.store.account() is not None:
+                raise ClientError(f"{client.profile} already holds an account")
+            identity, registration_id = new_identity(rng)
+            async with HttpApi(server_url) as anonymous:
+                answer = await anonymous.register(
+                    RegisterRequest(
+                        username, identity.public_key.serialize(), registration_id, device_name
+                    )
+                )
+            now = client._now_ms()
+            with client.store.transaction():
+                client.store.save_account(
+                    AccountRecord(
+                        server_url=server_url,
+                        account_id=answer.account_id,
+                        device_id=answer.device_id,
+                        credential=answer.credential,
+                        username=username,
+                        identity_private=identity.secret_bytes(),
+                        registration_id=registration_id,
+                        created_ms=now,
+                    )
+                )
+                batch = new_account_keys(client.store, identity, rng, now)
+            await client._api().upload_keys(convert.key_upload(batch))
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+    @classmethod
+    async def link(
+        cls,
+        profile: str | os.PathLike[str],
+        server_url: str,
+        *,
+        device_name: str = "",
+        show: Callable[[str], None] = print,
+        timeout_s: float = 600.0,
+        trust: TrustMode = "tofu",
+        rng: Rng = os.urandom,
+    ) -> Client:
+        """Link this profile as a new device of an existing account.
+
+        ``show`` is given the ``veil-link:...`` text to approve on an existing device
+        (:meth:`approve_link`, or ``veil devices approve``); this waits until it is approved
+        (or ``timeout_s``), then publishes this device's keys.
+        """
+        client = cls(profile, trust=trust, rng=rng)
+        client.open()
+        try:
+            if client.store.account() is not None:
+                raise ClientError(f"{client.profile} already holds an account")
+            async with HttpApi(server_url) as anonymous:
+                mailbox = await anonymous.open_mailbox()
+                pending = linking.start_link(mailbox.provisioning_id, rng)
+                show(pending.uri)
+                sealed = await _wait_mailbox(
+                    anonymous, mailbox.provisioning_id, mailbox.token, timeout_s
+                )
+                try:
+                    invite = linking.open_invite(pending, sealed)
+                except VeilError as exc:
+                    raise ClientError(f"the link message is not valid: {exc}") from None
+                registration_id = linking.new_registration_id(rng)
+                answer = await anonymous.link(
+                    LinkRequest(invite.account_id, invite.code, registration_id, device_name)
+                )
+            batch = linking.finish_link(
+                client.store,
+                invite,
+                server_url=server_url,
+                device_id=answer.device_id,
+                credential=answer.credential,
+                registration_id=registration_id,
+                rng=rng,
+                now_ms=client._now_ms(),
+            )
+            await client._api().upload_keys(convert.key_upload(batch))
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+    async def approve_link(self, uri: str) -> None:
+        """Approve a new device that shows ``uri``: it gets this account's identity and
+        contacts, sealed so that the server cannot read them."""
+        code = await self._api().provisioning_code()
+        try:
+            provisioning_id, sealed = linking.seal_invite(self.store, uri, code.code, self._rng)
+        except VeilError as exc:
+            raise ClientError(f"that is not a link code: {exc}") from None
+        await self._api().put_mailbox(provisioning_id, sealed)
+
+    async def replenish_keys(self) -> None:
+        """Upload a new batch of one-time prekeys (the server said they run low)."""
+        batch = self.engine.more_prekeys()
+        await self._api().upload_keys(convert.key_upload(batch))
+
+    # --- people ---------------------------------------------------------------------------
+    async def resolve(self, who: str) -> Contact:
+        """A username (or an account id we know) as a contact; looked up on the server the
+        first time, and remembered."""
+        known = self.store.contact_by_username(who) or self.store.contact(who)
+        if known is not None:
+            return known
+        info = await self._api().lookup(who)
+        contact = Contact(info.account_id, info.username)
+        with self.store.transaction():
+            self.store.save_contact(contact)
+        return contact
+
+    def username_of(self, account_id: str) -> str | None:
+        """The username we know for an account id."""
+        if account_id == self.account.account_id:
+            return self.account.username
+        contact = self.store.contact(account_id)
+        return None if contact is None else contact.username
+
+    async def safety_number(self, who: str) -> Fingerprint:
+        """The safety number with ``who`` (their key is fetched if we never saw it)."""
+        contact = await self.resolve(who)
+        if self.engine.identity(contact.account_id) is None:
+            await self._bundles(contact.account_id, None)
+        return self.engine.safety_number(contact.account_id)
+
+    async def verify(self, who: str) -> None:
+        """Mark ``who``'s current identity key as verified (after comparing safety numbers)."""
+        contact = await self.resolve(who)
+        self.engine.verify(contact.account_id)
+
+    # --- devices --------------------------------------------------------------------------
+    async def devices(self) -> list[DeviceInfo]:
+        """This account's devices."""
+        return list((await self._api().devices()).devices)
+
+    async def remove_device(self, device_id: int) -> None:
+        """Remove a linked device (the primary may remove any; a device itself)."""
+        await self._api().remove_device(device_id)
+
+    # --- sending --------------------------------------------------------------------------
+    async def send(self, who: str, text: str) -> SendResult:
+        """Send ``text`` to every device of ``who`` (and a copy to our other devices)."""
+        contact = await self.resolve(who)
+        try:
+            message = payload.Content(payload.new_message_id(self._rng), self._now_ms(), text=text)
+            payload.encode_content(message)
+        except LocalError as exc:
+            raise ClientError(f"cannot send that: {exc}") from None
+        try:
+            result = await self._send_content(contact.account_id, message, sync=True)
+        except UntrustedIdentityError:
+            self.engine.record_sent(contact.account_id, message, None, "failed")
+            raise UntrustedPeerError(contact.username) from None
+        except ClientError:
+            self.engine.record_sent(contact.account_id, message, None, "failed")
+            raise
+        self.engine.record_sent(contact.account_id, message, result.server_ms, "sent")
+        return result
+
+    async def _bundles(self, account_id: str, device_id: int | None) -> dict[int, PreKeyBundle]:
+        answer = await self._api().bundles(account_id, device_id)
+        return convert.bundles(answer)
+
+    async def _send_content(
+        self, recipient: str, message: payload.Content, *, sync: bool
+    ) -> SendResult:
+        me = self.account
+        body = payload.pad(payload.encode_content(message))
+        sync_body = None
+        if sync and recipient != me.account_id:
+            copy = payload.Content(
+                message.message_id,
+                message.sent_ms,
+                sync=payload.SyncSent(recipient, payload.encode_content(message)),
+            )
+            sync_body = payload.pad(payload.encode_content(copy))
+        fresh: dict[str, dict[int, PreKeyBundle]] = _DefaultDict()
+        if not self.engine.devices_with_sessions(recipient):
+            fresh[recipient] = await self._bundles(recipient, None)
+        if sync_body is not None:
+            fresh[me.account_id] = await self._own_new_devices()
+        key = message.message_id.hex()
+        for _ in range(MAX_SEND_ATTEMPTS):
+            copies = self._encrypt(recipient, body, fresh[recipient])
+            if sync_body is not None:
+                copies += self._encrypt(me.account_id, sync_body, fresh[me.account_id], skip=me)
+            envelopes = [convert.outgoing(c, recipient) for c in copies]
+            try:
+                answer = await self._api().send(recipient, SendRequest(envelopes, key))
+            except ServerError as exc:
+                if exc.code != "device_mismatch":
+                    raise
+                fresh = await self._fix_devices(exc)
+                continue
+            return SendResult(
+                recipient,
+                message.message_id,
+                answer.server_ms,
+                tuple((e.account_id, e.device_id) for e in answer.envelopes),
+                answer.duplicate,
+            )
+        raise ClientError("the recipient's devices kept changing; try again")
+
+    async def _own_new_devices(self) -> dict[int, PreKeyBundle]:
+        """Bundles of our other devices we have no session with yet. The server checks our
+        own device list only when a send includes copies for it, so a device learns of a
+        newly linked sibling here (at most once a minute) rather than from a refusal."""
+        now = time.monotonic()
+        if now - self._own_checked < OWN_DEVICES_RECHECK_S:
+            return {}
+        me = self.account
+        listed = {d.device_id for d in await self.devices()} - {me.device_id}
+        self._own_checked = now
+        known = set(self.engine.devices_with_sessions(me.account_id))
+        gone = sorted(known - listed)
+        if gone:
+            self.engine.forget_devices(me.account_id, gone)
+        bundles: dict[int, PreKeyBundle] = {}
+        for device_id in sorted(listed - known):
+            bundles.update(await self._bundles(me.account_id, device_id))
+        return bundles
+
+    def _encrypt(
+        self,
+        account_id: str,
+        body: bytes,
+        bundles: dict[int, PreKeyBundle],
+        skip: AccountRecord | None = None,
+    ) -> list[OutgoingCopy]:
+        devices = sorted(set(self.engine.devices_with_sessions(account_id)) | set(bundles))
+        if skip is not None:
+            devices = [d for d in devices if d != skip.device_id]
+        copies, changed = self.engine.encrypt(account_id, devices, body, bundles)
+        for event in changed:
+            log.warning("identity key of %s changed (accepted: trust on first use)", event)
+        return copies
+
+    async def _fix_devices(self, exc: ServerError) -> dict[str, dict[int, PreKeyBundle]]:
+        """Act on a ``device_mismatch``: forget removed devices, fetch new ones' bundles."""
+        fresh: dict[str, dict[int, PreKeyBundle]] = {}
+        mismatches = exc.details.get("mismatches", [])
+        for m in mismatches if isinstance(mismatches, list) else []:
+            account_id = str(m["account_id"])
+            gone = [int(d) for d in m.get("extra", [])] + [int(d) for d in m.get("stale", [])]
+            self.engine.forget_devices(account_id, gone)
+            wanted = [int(d) for d in m.get("missing", [])] + [int(d) for d in m.get("stale", [])]
+            bundles: dict[int, PreKeyBundle] = {}
+            for device_id in wanted:
+                bundles.update(await self._bundles(account_id, device_id))
+            fresh[account_id] = bundles
+        return _DefaultDict(fresh)
+
+    async def _send_receipt(self, to: str, kind: int, message_ids: Sequence[bytes]) -> None:
+        receipt = payload.Content(
+            payload.new_message_id(self._rng),
+            self._now_ms(),
+            receipt=payload.Receipt(kind, tuple(message_ids)),
+        )
+        try:
+            await self._send_content(to, receipt, sync=False)
+        except ClientError as exc:
+            log.info("receipt not sent: %s", exc)
+
+    # --- receiving ------------------------------------------------------------------------
+    async def events(self) -> AsyncGenerator[ClientEvent, None]:
+        """Connect and yield events as envelopes arrive (forever; break to stop).
+
+        Each envelope is stored before it is acked; a :class:`CaughtUp` event follows the
+        backlog that was waiting.
+        """
+        connection = self._connection = Connection(self.account.server_url, self.credentials)
+        try:
+            async for frame in connection.frames():
+                if isinstance(frame, Deliver):
+                    for envelope in frame.envelopes:
+                        for event in self.engine.handle(convert.incoming(envelope)):
+                            await self._learn(event)
+                            self._after(event)
+                            yield event
+                    await connection.ack([e.envelope_id for e in frame.envelopes])
+                elif isinstance(frame, QueueEmpty):
+                    yield CaughtUp()
+                elif isinstance(frame, KeysLow):
+                    self._spawn(self.replenish_keys())
+        finally:
+            await connection.close()
+            if self._connection is connection:
+                self._connection = None
+
+    async def receive(self, timeout: float = 0.0) -> list[ClientEvent]:
+        """Everything queued, then whatever comes within ``timeout`` seconds of quiet."""
+        out: list[ClientEvent] = []
+        stream = self.events()
+        caught_up = False
+        try:
+            while True:
+                wait = timeout if caught_up else max(timeout, 30.0)
+                try:
+                    event = await asyncio.wait_for(anext(stream), wait)
+                except (TimeoutError, StopAsyncIteration):
+                    break
+                if isinstance(event, CaughtUp):
+                    caught_up = True
+                    if timeout <= 0:
+                        break
+                    continue
+                out.append(event)
+        finally:
+            await stream.aclose()
+        return out
+
+    async def _learn(self, event: Event) -> None:
+        """Remember the username of a sender we did not know (for display)."""
+        if not isinstance(event, MessageReceived) or self.store.contact(event.conversation):
+            return
+        try:
+            info = await self._api().account(event.conversation)
+        except ClientError as exc:  # shown by account id meanwhile
+            log.info("cannot look up a sender: %s", exc)
+            return
+        with self.store.transaction():
+            self.store.save_contact(Contact(info.account_id, info.username))
+
+    def _after(self, event: Event) -> None:
+        if isinstance(event, MessageReceived):
+            self._spawn(
+                self._send_receipt(
+                    event.conversation, payload.RECEIPT_DELIVERED, [event.message_id]
+                )
+            )
+        elif isinstance(event, IdentityChanged):
+            log.warning("the identity key of %s changed", event.account_id)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- reading --------------------------------------------------------------------------
+    def conversations(self) -> list[ConversationSummary]:
+        """Conversations, newest activity first."""
+        return self.store.conversations()
+
+    def messages(self, conversation: str, limit: int = 100) -> list[MessageRecord]:
+        """One conversation's messages, oldest first."""
+        return self.store.messages(conversation, limit)
+
+    async def mark_read(self, conversation: str) -> int:
+        """Mark the conversation's incoming messages read and tell the sender."""
+        ids = self.store.mark_read(conversation)
+        if ids:
+            await self._send_receipt(conversation, payload.RECEIPT_READ, ids)
+        return len(ids)
+
+
+class _DefaultDict(dict[str, dict[int, PreKeyBundle]]):
+    """Bundles by account; an account not named has none to start with."""
+
+    def __missing__(self, key: str) -> dict[int, PreKeyBundle]:
+        return {}

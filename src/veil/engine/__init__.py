@@ -1,0 +1,65 @@
+"""The client's engine: load state from the store, run the core, save the result atomically.
+
+ARCHITECTURE.md §2-3: between the public SDK (:mod:`veil.client`, which does the network I/O)
+and the sans-I/O core. Every step that changes protocol state -- starting a session,
+encrypting, decrypting -- runs inside one store transaction, so a crash leaves either the old
+state or the new one with its message, never half of it.
+"""
+
+from veil.core.signal.fingerprint import Fingerprint
+from veil.core.signal.pqxdh import PreKeyBundle
+from veil.engine.engine import Engine, OutgoingCopy, TrustMode
+from veil.engine.events import (
+    DecryptFailure,
+    Event,
+    IdentityChanged,
+    IncomingEnvelope,
+    MessageReceived,
+    ReceiptReceived,
+    SyncedSent,
+    TypingChanged,
+)
+from veil.engine.keys import (
+    KeyBatch,
+    PublicKyberPreKey,
+    PublicSignedPreKey,
+    bundle,
+    new_account_keys,
+)
+from veil.store import (
+    AccountRecord,
+    Contact,
+    ConversationSummary,
+    DeviceStore,
+    IdentityRecord,
+    MessageRecord,
+    StoreError,
+)
+
+__all__ = [
+    "AccountRecord",
+    "Contact",
+    "ConversationSummary",
+    "DecryptFailure",
+    "DeviceStore",
+    "Engine",
+    "Event",
+    "Fingerprint",
+    "IdentityChanged",
+    "IdentityRecord",
+    "IncomingEnvelope",
+    "KeyBatch",
+    "MessageReceived",
+    "MessageRecord",
+    "OutgoingCopy",
+    "PreKeyBundle",
+    "PublicKyberPreKey",
+    "PublicSignedPreKey",
+    "ReceiptReceived",
+    "StoreError",
+    "SyncedSent",
+    "TrustMode",
+    "TypingChanged",
+    "bundle",
+    "new_account_keys",
+]

@@ -1,0 +1,109 @@
+"""What the engine takes in (envelopes) and gives out (events), as plain data.
+
+The SDK (:mod:`veil.client`) turns these into its public event types; they carry no secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from veil.core.content import AttachmentPointer
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingEnvelope:
+    """An envelope from the server, as the engine needs it."""
+
+    envelope_id: int
+    sender_account_id: str
+    sender_device_id: int
+    server_ms: int
+    type: int
+    content: bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"IncomingEnvelope({self.envelope_id} from {self.sender_account_id}."
+            f"{self.sender_device_id}, type {self.type}, {len(self.content)} bytes)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A text and/or attachment message from a peer's device."""
+
+    conversation: str
+    sender_account_id: str
+    sender_device_id: int
+    message_id: bytes
+    sent_ms: int
+    server_ms: int
+    envelope_id: int
+    text: str | None
+    attachment: AttachmentPointer | None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncedSent:
+    """A message one of our other devices sent to ``conversation`` (a sync copy)."""
+
+    conversation: str
+    sender_device_id: int
+    message_id: bytes
+    sent_ms: int
+    server_ms: int
+    envelope_id: int
+    text: str | None
+    attachment: AttachmentPointer | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptReceived:
+    """The peer's device got (``delivered``) or showed (``read``) our messages."""
+
+    conversation: str
+    sender_device_id: int
+    kind: str
+    message_ids: tuple[bytes, ...]
+    server_ms: int
+    envelope_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class TypingChanged:
+    """The peer started or stopped typing."""
+
+    conversation: str
+    sender_device_id: int
+    started: bool
+    envelope_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityChanged:
+    """A peer's identity key is not the one we knew (trust-on-first-use accepted it)."""
+
+    account_id: str
+    envelope_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DecryptFailure:
+    """An envelope that could not be used; ``reason`` is a stable code (see
+    :data:`veil.engine.engine.FAILURE_REASONS`). The envelope is acked and dropped."""
+
+    sender_account_id: str
+    sender_device_id: int
+    envelope_id: int
+    reason: str
+    server_ms: int
+
+
+Event = (
+    MessageReceived
+    | SyncedSent
+    | ReceiptReceived
+    | TypingChanged
+    | IdentityChanged
+    | DecryptFailure
+)

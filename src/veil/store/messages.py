@@ -1,0 +1,238 @@
+"""Messages of 1:1 conversations, their statuses, and the conversation list.
+
+A message is identified by ``(conversation, sender_account_id, message_id)``; storing it twice
+is refused (:meth:`MessageStore.add_message` returns False), which makes a re-delivered or
+re-sent message harmless. Statuses only move forward (:func:`status_may_change`), so receipts
+arriving out of order cannot undo each other.
+
+Timeline order: by server time when known (``server_ms``: one clock for every sender), else by
+the sender's clock (``sent_ms``), then by arrival. ``before_ms`` and ``last_ms`` use the same
+position.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Final
+
+from veil.store.base import Row, StoreBase
+from veil.store.errors import StoreError
+from veil.store.records import (
+    DIRECTIONS,
+    IN_STATUSES,
+    OUT_STATUSES,
+    ConversationSummary,
+    MessageRecord,
+)
+
+_OUT_ORDER: Final = {"sending": 0, "sent": 1, "delivered": 2, "read": 3}
+_INSERT: Final = (
+    "INSERT INTO messages (conversation, message_id, direction, sender_account_id,"
+    " sender_device_id, sent_ms, server_ms, received_ms, text, attachment, attachment_path,"
+    " status, sort_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (conversation, sender_account_id, message_id) DO NOTHING"
+)
+_BY_ID: Final = (
+    "SELECT conversation, message_id, direction, sender_account_id, sender_device_id, sent_ms,"
+    " server_ms, received_ms, text, attachment, attachment_path, status"
+    " FROM messages WHERE conversation = ? AND message_id = ? ORDER BY seq DESC LIMIT 1"
+)
+# The latest `limit` rows (optionally before a timeline position), returned oldest first.
+_PAGE: Final = (
+    "SELECT conversation, message_id, direction, sender_account_id, sender_device_id, sent_ms,"
+    " server_ms, received_ms, text, attachment, attachment_path, status FROM ("
+    " SELECT * FROM messages WHERE conversation = ? AND (? IS NULL OR sort_ms < ?)"
+    " ORDER BY sort_ms DESC, seq DESC LIMIT ?) ORDER BY sort_ms, seq"
+)
+_UNREAD_IDS: Final = (
+    "SELECT message_id FROM messages"
+    " WHERE conversation = ? AND direction = 'in' AND status = 'received'"
+    " ORDER BY sort_ms, seq"
+)
+_MARK_READ: Final = (
+    "UPDATE messages SET status = 'read'"
+    " WHERE conversation = ? AND direction = 'in' AND status = 'received'"
+)
+_SUMMARIES: Final = """
+WITH ranked AS (
+    SELECT conversation, sort_ms, text, seq,
+           ROW_NUMBER() OVER win AS position,
+           COUNT(*) OVER everything AS total,
+           SUM(direction = 'in' AND status = 'received') OVER everything AS unread
+    FROM messages
+    WINDOW everything AS (PARTITION BY conversation),
+           win AS (PARTITION BY conversation ORDER BY sort_ms DESC, seq DESC)
+)
+SELECT r.conversation, c.username, r.sort_ms, r.text, r.unread, r.total
+FROM ranked AS r LEFT JOIN contacts AS c ON c.account_id = r.conversation
+WHERE r.position = 1
+ORDER BY r.sort_ms DESC, r.seq DESC
+"""
+
+
+def status_may_change(direction: str, old: str, new: str) -> bool:
+    """Whether a message's status may go from ``old`` to ``new``.
+
+    Outgoing: ``sending < sent < delivered < read``, forward only; ``failed`` from
+    ``sending`` or ``sent``; from ``failed`` to ``sent``, ``delivered`` or ``read`` (a retry
+    went through, or a receipt proves the message arrived after all). Incoming: ``received``
+    to ``read``. Staying put is no change.
+    """
+    if direction == "in":
+        return old == "received" and new == "read"
+    if new == "failed":
+        return old in ("sending", "sent")
+    if new not in _OUT_ORDER:
+        return False
+    if old == "failed":
+        return new != "sending"
+    return _OUT_ORDER[new] > _OUT_ORDER[old]
+
+
+def _record(row: Row) -> MessageRecord:
+    conversation, message_id, direction, sender, device, sent, server, received = row[:8]
+    text, attachment, path, status = row[8:]
+    return MessageRecord(
+        conversation,
+        bytes(message_id),
+        direction,
+        sender,
+        int(device),
+        int(sent),
+        server,
+        received,
+        text,
+        None if attachment is None else bytes(attachment),
+        path,
+        status,
+    )
+
+
+def _check_message(message: MessageRecord) -> None:
+    if message.direction not in DIRECTIONS:
+        raise StoreError(f"unknown message direction {message.direction!r}")
+    allowed = OUT_STATUSES if message.direction == "out" else IN_STATUSES
+    if message.status not in allowed:
+        raise StoreError(f"status {message.status!r} is not one of {message.direction!r} messages")
+    if message.attachment_path is not None:
+        _check_relative(message.attachment_path)
+
+
+def _check_relative(path: str) -> None:
+    """A path inside the profile: relative, no ``..``, no drive."""
+    pure = PurePosixPath(path)
+    windows = PureWindowsPath(path)
+    if (
+        not path
+        or pure.is_absolute()
+        or windows.is_absolute()
+        or windows.drive
+        or ".." in pure.parts
+        or ".." in windows.parts
+    ):
+        raise StoreError("attachment_path must be a relative path inside the profile")
+
+
+class MessageStore(StoreBase):
+    """Messages, statuses, the conversation list."""
+
+    def add_message(self, message: MessageRecord) -> bool:
+        """Store a message; False (and nothing stored) if its sender already has this id here."""
+        _check_message(message)
+        m = message
+        sort_ms = m.sent_ms if m.server_ms is None else m.server_ms
+        changed = self._exec(
+            _INSERT,
+            (
+                m.conversation,
+                bytes(m.message_id),
+                m.direction,
+                m.sender_account_id,
+                m.sender_device_id,
+                m.sent_ms,
+                m.server_ms,
+                m.received_ms,
+                m.text,
+                None if m.attachment is None else bytes(m.attachment),
+                m.attachment_path,
+                m.status,
+                sort_ms,
+            ),
+        )
+        return changed == 1
+
+    def message(self, conversation: str, message_id: bytes) -> MessageRecord | None:
+        """The message with this id in the conversation (the newest, if several senders)."""
+        row = self._one(
+            _BY_ID,
+            (conversation, bytes(message_id)),
+        )
+        return None if row is None else _record(row)
+
+    def set_status(self, conversation: str, message_id: bytes, status: str) -> bool:
+        """Move the status of the message(s) with this id forward; return whether one changed.
+
+        A status that may not follow the current one (:func:`status_may_change`) is ignored,
+        so a late "delivered" after "read" changes nothing. An unknown status is a
+        :class:`StoreError`.
+        """
+        if status not in OUT_STATUSES and status not in IN_STATUSES:
+            raise StoreError(f"unknown message status {status!r}")
+
+        def work(conn: sqlite3.Connection) -> bool:
+            rows = self._sql(
+                conn,
+                "SELECT seq, direction, status FROM messages"
+                " WHERE conversation = ? AND message_id = ?",
+                (conversation, bytes(message_id)),
+            ).fetchall()
+            changed = False
+            for seq, direction, old in rows:
+                if status_may_change(direction, old, status):
+                    self._sql(conn, "UPDATE messages SET status = ? WHERE seq = ?", (status, seq))
+                    changed = True
+            return changed
+
+        return self._write(work)
+
+    def set_attachment_path(self, conversation: str, message_id: bytes, path: str | None) -> bool:
+        """Record where a message's downloaded attachment lives (relative to the profile).
+
+        Applies to the newest message with this id; returns whether there was one.
+        """
+        if path is not None:
+            _check_relative(path)
+        changed = self._exec(
+            "UPDATE messages SET attachment_path = ? WHERE seq = ("
+            " SELECT seq FROM messages WHERE conversation = ? AND message_id = ?"
+            " ORDER BY seq DESC LIMIT 1)",
+            (path, conversation, bytes(message_id)),
+        )
+        return changed == 1
+
+    def messages(
+        self, conversation: str, limit: int = 100, before_ms: int | None = None
+    ) -> list[MessageRecord]:
+        """The latest ``limit`` messages (before ``before_ms`` if given), oldest first."""
+        if limit < 0:
+            raise StoreError(f"limit must not be negative, got {limit}")
+        rows = self._all(_PAGE, (conversation, before_ms, before_ms, limit))
+        return [_record(row) for row in rows]
+
+    def conversations(self) -> list[ConversationSummary]:
+        """One summary per conversation with messages, newest activity first."""
+        return [
+            ConversationSummary(row[0], row[1], int(row[2]), row[3], int(row[4]), int(row[5]))
+            for row in self._all(_SUMMARIES)
+        ]
+
+    def mark_read(self, conversation: str) -> list[bytes]:
+        """Mark the conversation's unread incoming messages read; return their ids, in order."""
+
+        def work(conn: sqlite3.Connection) -> list[bytes]:
+            rows = self._sql(conn, _UNREAD_IDS, (conversation,)).fetchall()
+            self._sql(conn, _MARK_READ, (conversation,))
+            return [bytes(row[0]) for row in rows]
+
+        return self._write(work)

@@ -1,0 +1,143 @@
+"""Plain records the device store reads and writes (ARCHITECTURE.md §6.1, §6.9).
+
+Frozen, slotted dataclasses with no behaviour beyond validation of their closed vocabularies
+(trust states, message directions and statuses). Anything secret or private is left out of
+``repr``: the account's credential and identity private key entirely, message text,
+attachment pointers and outbox contents as a length only, so records can be logged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+TRUST_STATES: Final = frozenset({"unverified", "verified", "changed"})
+"""Trust in a peer's identity key: never checked, checked by the user, or changed since."""
+
+DIRECTIONS: Final = frozenset({"in", "out"})
+
+OUT_STATUSES: Final = ("sending", "sent", "delivered", "read", "failed")
+"""Statuses of a message we sent; the first four in the only order they may advance."""
+
+IN_STATUSES: Final = ("received", "read")
+"""Statuses of a message we received, in the only order they may advance."""
+
+
+def _hidden(value: bytes | str | None) -> str:
+    """A stand-in for a private value in ``repr``: its presence and length only."""
+    if value is None:
+        return "None"
+    unit = "bytes" if isinstance(value, bytes) else "chars"
+    return f"<{len(value)} {unit}>"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """This device's account: where it lives, who it is, and its long-term secrets."""
+
+    server_url: str
+    account_id: str
+    device_id: int
+    credential: str = field(repr=False)
+    username: str
+    identity_private: bytes = field(repr=False)
+    registration_id: int
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRecord:
+    """A peer's identity key as we know it, with our trust in it."""
+
+    account_id: str
+    identity_key: bytes
+    trust: str
+    """``"unverified"``, ``"verified"`` or ``"changed"`` (:data:`TRUST_STATES`)."""
+    first_seen_ms: int
+    changed_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A peer account and the username it had when we last looked."""
+
+    account_id: str
+    username: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """One message of a 1:1 conversation, sent or received.
+
+    ``conversation`` is the peer's account id; ``message_id`` (16 bytes, from the content) is
+    unique per sender within a conversation. ``status`` is one of :data:`OUT_STATUSES` for
+    ``direction == "out"`` and of :data:`IN_STATUSES` for ``"in"``. ``attachment`` is an
+    encoded attachment pointer, opaque to the store; ``attachment_path`` is where the
+    downloaded file lives, relative to the profile folder.
+    """
+
+    conversation: str
+    message_id: bytes
+    direction: str
+    sender_account_id: str
+    sender_device_id: int
+    sent_ms: int
+    server_ms: int | None
+    received_ms: int | None
+    text: str | None
+    attachment: bytes | None
+    attachment_path: str | None
+    status: str
+
+    def __repr__(self) -> str:
+        """Every field but the private ones (text, attachment pointer, file path): lengths."""
+        return (
+            f"MessageRecord(conversation={self.conversation!r},"
+            f" message_id={self.message_id.hex()!r}, direction={self.direction!r},"
+            f" sender_account_id={self.sender_account_id!r},"
+            f" sender_device_id={self.sender_device_id!r}, sent_ms={self.sent_ms!r},"
+            f" server_ms={self.server_ms!r}, received_ms={self.received_ms!r},"
+            f" text={_hidden(self.text)}, attachment={_hidden(self.attachment)},"
+            f" attachment_path={_hidden(self.attachment_path)}, status={self.status!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    """One line of the conversation list: the latest message and the unread count."""
+
+    conversation: str
+    username: str | None
+    last_ms: int
+    last_text: str | None
+    unread: int
+    count: int
+
+    def __repr__(self) -> str:
+        """Every field but the text of the last message (its length only)."""
+        return (
+            f"ConversationSummary(conversation={self.conversation!r},"
+            f" username={self.username!r}, last_ms={self.last_ms!r},"
+            f" last_text={_hidden(self.last_text)}, unread={self.unread!r},"
+            f" count={self.count!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """An encoded content waiting to be sent; ``item_id`` is assigned by the store."""
+
+    item_id: int | None
+    conversation: str
+    message_id: bytes
+    content: bytes
+    created_ms: int
+    attempts: int = 0
+
+    def __repr__(self) -> str:
+        """Every field but the content (its length only)."""
+        return (
+            f"OutboxItem(item_id={self.item_id!r}, conversation={self.conversation!r},"
+            f" message_id={self.message_id.hex()!r}, content={_hidden(self.content)},"
+            f" created_ms={self.created_ms!r}, attempts={self.attempts!r})"
+        )

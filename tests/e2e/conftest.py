@@ -1,0 +1,140 @@
+"""A real ``veil server`` process (SQLite in a temporary data folder) for end-to-end tests,
+with what a test needs to look at -- or, playing a malicious operator, change -- its data."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from veil.core.crypto import xeddsa
+from veil.core.crypto.kyber import KyberKeyPair
+from veil.core.crypto.x25519 import PrivateKey
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class VeilServer:
+    """The server process, its URL, and its files."""
+
+    url: str
+    data_dir: Path
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "veil.db"
+
+    def _sql(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.database, timeout=10)
+
+    def database_bytes(self) -> bytes:
+        """Every byte of the database files (main file and write-ahead log)."""
+        out = b""
+        for path in sorted(self.data_dir.glob("veil.db*")):
+            out += path.read_bytes()
+        return out
+
+    def envelope_contents(self) -> list[bytes]:
+        with contextlib.closing(self._sql()) as db:
+            return [bytes(r[0]) for r in db.execute("SELECT content FROM envelopes")]
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def corrupt_queued_envelopes(self, account_id: str) -> int:
+        """Flip one byte in the middle of every envelope queued for the account (a bad network
+        or server)."""
+        with contextlib.closing(self._sql()) as db, db:
+            rows = list(
+                db.execute(
+                    "SELECT envelope_id, content FROM envelopes WHERE account_id = ?", (account_id,)
+                )
+            )
+            for envelope_id, content in rows:
+                data = bytearray(content)
+                data[len(data) // 2] ^= 0x40
+                db.execute(
+                    "UPDATE envelopes SET content = ? WHERE envelope_id = ?",
+                    (bytes(data), envelope_id),
+                )
+        return len(rows)
+
+    def swap_identity(self, account_id: str) -> None:
+        """Play a man in the middle: replace the account's identity key and its device 1's
+        prekeys with an attacker's own, correctly signed by the attacker's identity."""
+        rng = os.urandom
+        attacker = PrivateKey.generate(rng)
+        signed = PrivateKey.generate(rng).public_key.serialize()
+        kyber = KyberKeyPair.generate(rng).public_key.serialize()
+        with contextlib.closing(self._sql()) as db, db:
+            db.execute(
+                "UPDATE accounts SET identity_key = ? WHERE account_id = ?",
+                (attacker.public_key.serialize(), account_id),
+            )
+            db.execute(
+                "UPDATE signed_prekeys SET public_key = ?, signature = ? WHERE account_id = ?",
+                (signed, xeddsa.sign(attacker, signed, rng), account_id),
+            )
+            db.execute(
+                "UPDATE kyber_prekeys SET public_key = ?, signature = ? WHERE account_id = ?",
+                (kyber, xeddsa.sign(attacker, kyber, rng), account_id),
+            )
+            db.execute("DELETE FROM one_time_prekeys WHERE account_id = ?", (account_id,))
+
+
+@pytest.fixture
+def veil_server(tmp_path: Path) -> Iterator[VeilServer]:
+    """``python -m veil server`` on a free loopback port; stopped (SIGTERM) after the test."""
+    data = tmp_path / "server"
+    log = tmp_path / "server.log"
+    port = _free_port()
+    env = dict(os.environ, VEIL_DATA_DIR=str(data))
+    env.pop("VEIL_DATABASE_URL", None)
+    env.pop("VEIL_NATS_URL", None)
+    env["VEIL_RATE_LIMITS"] = "register_per_ip=100/1000"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "veil", "server", "--port", str(port), "--log-level", "info"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited: {log.read_text()}")
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(url + "/v1/health", timeout=1).read()
+            break
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("the server did not start")
+        time.sleep(0.05)
+    server = VeilServer(url, data, log, proc)
+    try:
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,281 @@
+"""End to end: a real ``veil server`` process on loopback, real clients (SDK and CLI).
+
+The server's database and logs are searched for every text sent: only ciphertext may be
+there. The server here is the embedded default (SQLite in a temporary data folder).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from veil.client import Client, ClientError, ServerError
+from veil.client.convert import incoming
+from veil.client.socket import DeviceSocket
+from veil.engine import DecryptFailure, MessageReceived, ReceiptReceived, SyncedSent
+from veil.wire.messages import Deliver
+
+from .conftest import VeilServer
+
+
+@dataclass
+class People:
+    server: VeilServer
+    alice: Client
+    bob: Client
+
+
+@pytest.fixture
+async def people(veil_server: VeilServer, tmp_path: Path) -> AsyncIterator[People]:
+    alice = await Client.register(tmp_path / "alice", veil_server.url, "alice")
+    bob = await Client.register(tmp_path / "bob", veil_server.url, "bob")
+    try:
+        yield People(veil_server, alice, bob)
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+def _texts(events: list[object]) -> list[str | None]:
+    return [e.text for e in events if isinstance(e, MessageReceived)]
+
+
+async def test_a_message_and_its_receipt_and_a_reply(people: People) -> None:
+    sent = await people.alice.send("bob", "hello bob")
+    assert not sent.duplicate
+    got = await people.bob.receive(timeout=0.5)
+    [message] = [e for e in got if isinstance(e, MessageReceived)]
+    assert message.text == "hello bob"
+    assert message.message_id == sent.message_id
+    assert people.bob.username_of(message.sender_account_id) in (None, "alice")
+    # The delivery receipt reaches alice and marks her copy delivered.
+    receipts = [
+        e for e in await people.alice.receive(timeout=1.0) if isinstance(e, ReceiptReceived)
+    ]
+    assert receipts and receipts[0].kind == "delivered"
+    [mine] = people.alice.messages(people.bob.account.account_id)
+    assert mine.text == "hello bob" and mine.status == "delivered"
+    await people.bob.send("alice", "hi alice")
+    assert _texts(await people.alice.receive(timeout=0.5)) == ["hi alice"]
+
+
+async def test_an_offline_device_catches_up_in_order(people: People) -> None:
+    for i in range(12):
+        await people.alice.send("bob", f"m{i}")
+    assert _texts(await people.bob.receive()) == [f"m{i}" for i in range(12)]
+    assert _texts(await people.bob.receive()) == []  # acked: not again
+
+
+async def test_the_server_stores_and_logs_no_plaintext(people: People) -> None:
+    secrets = ["the eagle lands at dawn", "pineapple-orchid-7391"]
+    for text in secrets:
+        await people.alice.send("bob", text)
+    stored = people.server.database_bytes()
+    assert all(text.encode() not in stored for text in secrets)
+    envelopes = people.server.envelope_contents()
+    assert len(envelopes) == 2 and all(len(c) > 100 for c in envelopes)
+    assert _texts(await people.bob.receive()) == secrets
+    logs = people.server.log_text()
+    assert all(text not in logs for text in secrets)
+
+
+async def test_a_crash_between_decrypt_and_ack_loses_and_duplicates_nothing(
+    people: People,
+) -> None:
+    await people.alice.send("bob", "only once")
+    account = people.bob.account
+    # Take the envelope and process it, but "crash" before acking.
+    socket = await DeviceSocket.connect(account.server_url, people.bob.credentials)
+    try:
+        async for frame in socket.frames():
+            if isinstance(frame, Deliver):
+                for envelope in frame.envelopes:
+                    people.bob.engine.handle(incoming(envelope))
+                break
+    finally:
+        await socket.close()
+    # The server delivers it again; the engine recognises it; nothing is shown twice.
+    again = await people.bob.receive()
+    assert _texts(again) == []
+    assert [m.text for m in people.bob.messages(people.alice.account.account_id)] == ["only once"]
+    assert _texts(await people.bob.receive()) == []
+
+
+async def test_unknown_user_and_oversized_message_are_clear_errors(people: People) -> None:
+    with pytest.raises(ServerError) as unknown:
+        await people.alice.send("nobody-here", "hi")
+    assert unknown.value.status == 404
+    with pytest.raises(ClientError):
+        await people.alice.send("bob", "x" * 300_000)
+    assert _texts(await people.bob.receive()) == []
+
+
+async def test_corrupt_ciphertext_is_a_counted_failure_and_later_messages_still_work(
+    people: People,
+) -> None:
+    await people.alice.send("bob", "first")
+    assert _texts(await people.bob.receive()) == ["first"]
+    await people.alice.receive(timeout=0.5)  # bob's receipt: alice's session is confirmed
+    await people.alice.send("bob", "mangled")  # so this is a plain (type 2) message
+    assert people.server.corrupt_queued_envelopes(people.bob.account.account_id) == 1
+    failures = [e for e in await people.bob.receive() if isinstance(e, DecryptFailure)]
+    assert [f.reason for f in failures] in (["bad_mac"], ["bad_envelope"])
+    assert sum(people.bob.engine.failures.values()) == 1
+    await people.alice.send("bob", "after")
+    assert _texts(await people.bob.receive()) == ["after"]
+
+
+async def test_a_changed_identity_key_is_refused_in_strict_mode_and_announced_in_tofu(
+    veil_server: VeilServer, tmp_path: Path
+) -> None:
+    alice = await Client.register(tmp_path / "alice", veil_server.url, "alice", trust="strict")
+    bob = await Client.register(tmp_path / "bob", veil_server.url, "bob")
+    carol = await Client.register(tmp_path / "carol", veil_server.url, "carol")
+    try:
+        await alice.send("bob", "before")
+        await carol.send("bob", "before")
+        # A malicious server swaps bob's identity key (a man in the middle).
+        veil_server.swap_identity(bob.account.account_id)
+        alice.engine.forget_devices(bob.account.account_id, [1])
+        carol.engine.forget_devices(bob.account.account_id, [1])
+        with pytest.raises(ClientError):
+            await alice.send("bob", "after")
+        known = alice.engine.identity(bob.account.account_id)
+        assert known is not None and known.trust == "changed"  # kept for verification
+        await carol.send("bob", "after")  # tofu: accepted, and said
+        record = carol.engine.identity(bob.account.account_id)
+        assert record is not None and record.changed_ms is not None
+        # bob still reads carol (the swapped key is the server's lie, not bob's: bob's
+        # device cannot decrypt what was encrypted to the fake key).
+        events = await bob.receive()
+        assert _texts(events)[:2] == ["before", "before"]
+    finally:
+        for c in (alice, bob, carol):
+            await c.close()
+
+
+def _cli(profile: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "veil", "--profile", str(profile), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_the_cli_contract(veil_server: VeilServer, tmp_path: Path) -> None:
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    assert (
+        "registered alice" in _cli(alice, "register", "alice", "--server", veil_server.url).stdout
+    )
+    _cli(bob, "register", "bob", "--server", veil_server.url)
+    sent = json.loads(_cli(alice, "send", "bob", "hello from the cli", "--json").stdout)
+    assert sent["type"] == "sent" and len(sent["id"]) == 32
+    lines = _cli(bob, "receive", "--json").stdout.splitlines()
+    [event] = [json.loads(line) for line in lines]
+    assert event["type"] == "message"
+    assert event["from"] == "alice" and event["text"] == "hello from the cli"
+    assert event["id"] == sent["id"] and event["device"] == 1 and event["timestamp"] > 0
+    inbox = [json.loads(x) for x in _cli(bob, "inbox", "--json").stdout.splitlines()]
+    assert inbox[0]["with"] == "alice" and inbox[0]["messages"] == 1
+    failed = _cli(alice, "send", "nobody-here", "hi", check=False)
+    assert failed.returncode == 1 and failed.stderr.startswith("veil: ")
+    assert len(failed.stderr.strip().splitlines()) == 1
+    safety_a = _cli(alice, "safety-number", "bob", "--json").stdout
+    safety_b = _cli(bob, "safety-number", "alice", "--json").stdout
+    assert json.loads(safety_a)["digits"] == json.loads(safety_b)["digits"]
+    assert "verified" in _cli(alice, "verify", "bob").stdout
+    devices = [json.loads(x) for x in _cli(alice, "devices", "--json").stdout.splitlines()]
+    assert devices == [devices[0]] and devices[0]["this"] is True
+
+
+def test_every_chat_command_has_help() -> None:
+    for command in (
+        "register",
+        "send",
+        "receive",
+        "listen",
+        "inbox",
+        "devices",
+        "safety-number",
+        "verify",
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "veil", command, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 0 and "usage: veil" in proc.stdout, command
+
+
+async def _linked(primary: Client, profile: Path, url: str) -> Client:
+    """A new device for ``primary``'s account, linked through the provisioning mailbox."""
+    shown: asyncio.Queue[str] = asyncio.Queue()
+    task = asyncio.create_task(
+        Client.link(profile, url, device_name="phone", show=shown.put_nowait, timeout_s=30)
+    )
+    uri = await asyncio.wait_for(shown.get(), 10)
+    assert uri.startswith("veil-link:")
+    await primary.approve_link(uri)
+    return await asyncio.wait_for(task, 30)
+
+
+def _seen(events: list[object]) -> set[tuple[str, str | None]]:
+    out: set[tuple[str, str | None]] = set()
+    for e in events:
+        if isinstance(e, MessageReceived):
+            out.add(("in", e.text))
+        elif isinstance(e, SyncedSent):
+            out.add(("out", e.text))
+    return out
+
+
+async def test_two_users_two_devices_each_see_every_message(
+    veil_server: VeilServer, tmp_path: Path
+) -> None:
+    alice = await Client.register(tmp_path / "alice1", veil_server.url, "alice")
+    bob = await Client.register(tmp_path / "bob1", veil_server.url, "bob")
+    alice2 = await _linked(alice, tmp_path / "alice2", veil_server.url)
+    bob2 = await _linked(bob, tmp_path / "bob2", veil_server.url)
+    devices = (alice, alice2, bob, bob2)
+    try:
+        assert alice2.account.account_id == alice.account.account_id
+        assert alice2.account.device_id == 2 and bob2.account.device_id == 2
+        assert {d.device_id for d in await alice.devices()} == {1, 2}
+        await alice.send("bob", "from alice's laptop")
+        await bob2.send("alice", "from bob's phone")
+        await alice2.send("bob", "from alice's phone")
+        seen = [_seen(await d.receive(timeout=0.5)) for d in devices]
+        assert seen[0] == {("in", "from bob's phone"), ("out", "from alice's phone")}
+        assert seen[1] == {("in", "from bob's phone"), ("out", "from alice's laptop")}
+        assert seen[2] == {
+            ("in", "from alice's laptop"),
+            ("in", "from alice's phone"),
+            ("out", "from bob's phone"),
+        }
+        assert seen[3] == {("in", "from alice's laptop"), ("in", "from alice's phone")}
+        # Every device's store holds the whole conversation.
+        for d in devices:
+            peer = (
+                bob.account.account_id
+                if d.account.username == "alice"
+                else alice.account.account_id
+            )
+            texts = {m.text for m in d.messages(peer)}
+            assert texts == {"from alice's laptop", "from bob's phone", "from alice's phone"}, d
+    finally:
+        for d in devices:
+            await d.close()
