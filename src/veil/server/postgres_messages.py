@@ -26,11 +26,24 @@ re-reads the first answer in a second statement (a fresh snapshot) and returns i
 duplicate. If the first aborts, the second's insert proceeds and it stores its own copy.
 The queue limit is checked without serializing senders, so concurrent sends to one device
 may together overshoot ``max_queue`` by a few envelopes.
+
+Group commit (the repository batches concurrent calls with :mod:`veil.server.postgres_batch`):
+:func:`store_batch` runs the :data:`_STORE` statements of several sends in ONE transaction,
+pipelined in one round trip, with one ``COMMIT`` (one WAL flush) for all of them; each statement
+still does everything above for its own send, in its own snapshot, which sees the batch's
+earlier statements (so a second send with one key in a batch is a duplicate of the first, and
+queue counts include the batch's earlier envelopes). The locks are held until the batch's
+``COMMIT``. A send's outcome is returned only after that ``COMMIT``; if PostgreSQL refuses the
+batch (a statement's error, a deadlock, a failed ``COMMIT``), nothing of it is stored and each
+send is run again (a deadlock: the batch; otherwise each send alone, so that one failing send
+fails only itself). :func:`ack_batch` deletes the acks of several devices in one statement,
+each from its own device's queue only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import asyncpg
@@ -46,10 +59,15 @@ from veil.server.model import (
 from veil.server.repository import NotFoundError, QueueFullError
 
 __all__ = [
+    "AckRequest",
+    "StoreOutcome",
+    "StoreRequest",
+    "ack_batch",
     "ack_envelopes",
     "fetch_envelopes",
     "purge_idempotency",
     "queue_depth",
+    "store_batch",
     "store_message",
 ]
 
@@ -193,6 +211,86 @@ def _mismatches(
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class StoreRequest:
+    """The arguments of one :meth:`~veil.server.repository.Repository.store_message` call."""
+
+    sender_account_id: str
+    sender_device_id: int
+    recipient_account_id: str
+    envelopes: Sequence[OutgoingEnvelope]
+    idempotency_key: str | None
+    now_ms: int
+    max_queue: int
+
+
+StoreOutcome = StoredMessage | list[DeviceMismatch]
+
+
+def _store_args(req: StoreRequest) -> tuple[Any, ...]:
+    """The parameters of :data:`_STORE`; :class:`ValueError` for two envelopes to one device."""
+    envelopes = req.envelopes
+    targets = {(e.account_id, e.device_id) for e in envelopes}
+    if len(targets) != len(envelopes):
+        raise ValueError("two envelopes target the same device")
+    return (
+        req.sender_account_id,
+        req.sender_device_id,
+        req.recipient_account_id,
+        [e.account_id for e in envelopes],
+        [e.device_id for e in envelopes],
+        [e.registration_id for e in envelopes],
+        [e.type for e in envelopes],
+        [e.content for e in envelopes],
+        req.idempotency_key,
+        req.now_ms,
+        req.max_queue,
+    )
+
+
+def _interpret(req: StoreRequest, row: Any) -> StoreOutcome | None:
+    """The answer :data:`_STORE`'s row gives (or raises); None: a concurrent send with the key
+    committed first, so its answer must be read in a new statement."""
+    if row["dup"]:
+        return _answer(
+            row["prev_ms"],
+            row["prev_accounts"],
+            row["prev_devices"],
+            row["prev_ids"],
+            duplicate=True,
+        )
+    if not row["found"]:
+        raise NotFoundError(req.recipient_account_id)
+    if not row["match"]:
+        mismatches = _mismatches(
+            req.sender_account_id, req.recipient_account_id, req.envelopes, row
+        )
+        if not mismatches:  # pragma: no cover - the SQL and this function disagree
+            raise RuntimeError("device check failed without a difference")
+        return mismatches
+    if row["full_a"] is not None:
+        raise QueueFullError(str(row["full_a"]), int(row["full_d"]))
+    if req.idempotency_key is None or row["idem_inserted"]:
+        return _answer(
+            req.now_ms, row["new_accounts"], row["new_devices"], row["new_ids"], duplicate=False
+        )
+    return None
+
+
+async def _first_answer(conn: Any, req: StoreRequest) -> StoredMessage | None:
+    """The committed answer of the send that took ``req``'s idempotency key (None: purged)."""
+    first = await conn.fetchrow(_SELECT_ANSWER, req.sender_account_id, req.idempotency_key)
+    if first is None:
+        return None
+    return _answer(
+        first["server_ms"],
+        first["account_ids"],
+        first["device_ids"],
+        first["envelope_ids"],
+        duplicate=True,
+    )
+
+
 async def store_message(
     conn: Any,
     sender_account_id: str,
@@ -202,27 +300,25 @@ async def store_message(
     idempotency_key: str | None,
     now_ms: int,
     max_queue: int,
-) -> StoredMessage | list[DeviceMismatch]:
+) -> StoreOutcome:
     """See :meth:`veil.server.repository.Repository.store_message` and the module docstring.
 
     Raises :class:`ValueError` if two envelopes target the same device.
     """
-    targets = {(e.account_id, e.device_id) for e in envelopes}
-    if len(targets) != len(envelopes):
-        raise ValueError("two envelopes target the same device")
-    args = (
+    req = StoreRequest(
         sender_account_id,
         sender_device_id,
         recipient_account_id,
-        [e.account_id for e in envelopes],
-        [e.device_id for e in envelopes],
-        [e.registration_id for e in envelopes],
-        [e.type for e in envelopes],
-        [e.content for e in envelopes],
+        envelopes,
         idempotency_key,
         now_ms,
         max_queue,
     )
+    return await _store_one(conn, req, _store_args(req))
+
+
+async def _store_one(conn: Any, req: StoreRequest, args: tuple[Any, ...]) -> StoreOutcome:
+    """:func:`store_message` in its own transaction (one statement, autocommit)."""
     for attempt in range(1, _ATTEMPTS + 1):
         try:
             row = await conn.fetchrow(_STORE, *args)
@@ -232,40 +328,85 @@ async def store_message(
             continue
         except asyncpg.ForeignKeyViolationError:
             # only the sender's account can vanish under the statement's locks
-            raise NotFoundError(sender_account_id) from None
-        if row["dup"]:
-            return _answer(
-                row["prev_ms"],
-                row["prev_accounts"],
-                row["prev_devices"],
-                row["prev_ids"],
-                duplicate=True,
-            )
-        if not row["found"]:
-            raise NotFoundError(recipient_account_id)
-        if not row["match"]:
-            mismatches = _mismatches(sender_account_id, recipient_account_id, envelopes, row)
-            if not mismatches:  # pragma: no cover - the SQL and this function disagree
-                raise RuntimeError("device check failed without a difference")
-            return mismatches
-        if row["full_a"] is not None:
-            raise QueueFullError(str(row["full_a"]), int(row["full_d"]))
-        if idempotency_key is None or row["idem_inserted"]:
-            return _answer(
-                now_ms, row["new_accounts"], row["new_devices"], row["new_ids"], duplicate=False
-            )
-        # A concurrent send with this key committed first: its answer is visible now.
-        first = await conn.fetchrow(_SELECT_ANSWER, sender_account_id, idempotency_key)
-        if first is not None:
-            return _answer(
-                first["server_ms"],
-                first["account_ids"],
-                first["device_ids"],
-                first["envelope_ids"],
-                duplicate=True,
-            )
+            raise NotFoundError(req.sender_account_id) from None
+        answer = _interpret(req, row)
+        if answer is None:  # a concurrent send with this key committed first ...
+            answer = await _first_answer(conn, req)
+        if answer is not None:
+            return answer
         # ... and was purged in between: try again.
     raise RuntimeError("store_message did not settle")  # pragma: no cover
+
+
+async def store_batch(
+    conn: Any, requests: Sequence[StoreRequest]
+) -> list[StoreOutcome | Exception]:
+    """Several sends in ONE transaction: one pipelined round trip, one ``COMMIT`` (fsync).
+
+    The :data:`_STORE` statement of every send is bound and executed in one pipeline ending in
+    a single ``Sync``, so PostgreSQL runs them, in order, in one implicit transaction that
+    commits when the last one is done; each statement takes its own snapshot (READ COMMITTED),
+    which includes the writes of the batch's earlier statements: a later send with the same
+    idempotency key sees the earlier one's answer (a duplicate), and queue counts include the
+    batch's earlier envelopes. Outcomes are returned only after that ``COMMIT``.
+
+    If PostgreSQL reports an error (one statement failed, or the ``COMMIT`` did), the whole
+    transaction was rolled back and nothing of the batch is stored: after a deadlock the batch
+    is run again, otherwise each send is run again on its own, so that one failing send (e.g.
+    its sender's account deleted under it) only fails itself. If the connection is lost, the
+    ``COMMIT``'s fate is unknown: that error goes to every caller, and nothing is re-run.
+    """
+    outcomes: list[StoreOutcome | Exception] = []
+    args: dict[int, tuple[Any, ...]] = {}
+    for index, req in enumerate(requests):
+        try:
+            args[index] = _store_args(req)
+        except ValueError as exc:
+            outcomes.append(exc)
+        else:
+            outcomes.append(_UNSETTLED)
+    todo = list(args)
+    rows = await _run_batch(conn, [args[i] for i in todo]) if len(todo) > 1 else None
+    if rows is None:  # one send, or the batch failed: each in its own transaction
+        for index in todo:
+            try:
+                outcomes[index] = await _store_one(conn, requests[index], args[index])
+            except Exception as exc:
+                outcomes[index] = exc
+        return outcomes
+    if len(rows) != len(todo):  # pragma: no cover - one row per statement
+        raise RuntimeError("store batch: one row per send expected")
+    for index, row in zip(todo, rows, strict=True):  # committed
+        req = requests[index]
+        try:
+            answer = _interpret(req, row)
+            if answer is None:  # the other send with this key has committed its answer too
+                answer = await _first_answer(conn, req)
+                if answer is None:  # ... which was purged in between: go alone
+                    answer = await _store_one(conn, req, args[index])
+            outcomes[index] = answer
+        except Exception as exc:
+            outcomes[index] = exc
+    return outcomes
+
+
+_UNSETTLED: Final = RuntimeError("store batch: no outcome")
+
+
+async def _run_batch(conn: Any, args: list[tuple[Any, ...]]) -> list[Any] | None:
+    """:data:`_STORE` for each of ``args`` in one pipelined transaction; its rows, or None if
+    PostgreSQL refused it (nothing stored). Raises if the connection was lost."""
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            return list(await conn.fetchmany(_STORE, args))
+        except asyncpg.DeadlockDetectedError:
+            if attempt == _ATTEMPTS:
+                return None
+        except asyncpg.PostgresError as exc:
+            if conn.is_closed() or getattr(exc, "severity", None) in ("FATAL", "PANIC"):
+                raise  # the session is gone (e.g. terminated): was the COMMIT done? Unknown.
+            return None
+    return None  # pragma: no cover
 
 
 async def fetch_envelopes(
@@ -300,16 +441,69 @@ async def fetch_envelopes(
 
 async def ack_envelopes(conn: Any, account_id: str, device_id: int, ids: Sequence[int]) -> int:
     """Delete these envelopes from this device's queue only; how many were deleted."""
-    if not ids or not _valid_device_id(device_id):
-        return 0
-    status = await conn.execute(
-        "DELETE FROM envelopes"
-        " WHERE account_id = $1 AND device_id = $2 AND envelope_id = ANY ($3::bigint[])",
-        account_id,
-        device_id,
-        list(ids),
-    )
-    return int(status.rpartition(" ")[2])
+    return (await ack_batch(conn, [(account_id, device_id, ids)]))[0]
+
+
+AckRequest = tuple[str, int, Sequence[int]]
+"""``(account id, device id, envelope ids)`` of one ack."""
+
+_BIGINT_MIN: Final = -(2**63)
+_BIGINT_MAX: Final = 2**63 - 1
+
+# $1 the request index of each row, $2 account, $3 device, $4 envelope id (parallel arrays,
+# sorted by envelope id). Every row deletes only from its own request's device queue.
+_ACK_BATCH: Final = """
+WITH req AS (
+    SELECT * FROM unnest($1::int[], $2::text[], $3::smallint[], $4::bigint[]) AS r(k, a, d, id)
+), del AS (
+    DELETE FROM envelopes AS e USING req
+    WHERE e.envelope_id = req.id AND e.account_id = req.a AND e.device_id = req.d
+    RETURNING req.k
+)
+SELECT k, count(*) AS n FROM del GROUP BY k"""
+
+
+async def ack_batch(conn: Any, requests: Sequence[AckRequest]) -> list[int]:
+    """Several acks in one ``DELETE`` (one transaction); rows deleted per request.
+
+    Each request deletes only from its own device's queue, as :func:`ack_envelopes` would. An
+    id acked twice (in one request, or by two requests of one device) is deleted and counted
+    once. Rows are deleted in envelope id order, so batches that overlap do not deadlock each
+    other; a deadlock with anything else re-runs the statement (it is atomic).
+    """
+    rows_k: list[int] = []
+    rows_a: list[str] = []
+    rows_d: list[int] = []
+    rows_id: list[int] = []
+    flat: list[tuple[int, int, str, int]] = []
+    for k, (account_id, device_id, ids) in enumerate(requests):
+        if not _valid_device_id(device_id):
+            continue
+        flat.extend(
+            (i, k, account_id, device_id)
+            for i in dict.fromkeys(ids)
+            if _BIGINT_MIN <= i <= _BIGINT_MAX  # no other id can be in the table
+        )
+    counts = [0] * len(requests)
+    if not flat:
+        return counts
+    flat.sort()
+    for i, k, account_id, device_id in flat:
+        rows_id.append(i)
+        rows_k.append(k)
+        rows_a.append(account_id)
+        rows_d.append(device_id)
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            rows = await conn.fetch(_ACK_BATCH, rows_k, rows_a, rows_d, rows_id)
+        except asyncpg.DeadlockDetectedError:
+            if attempt == _ATTEMPTS:
+                raise
+            continue
+        for row in rows:
+            counts[int(row["k"])] = int(row["n"])
+        return counts
+    raise RuntimeError("ack_batch did not settle")  # pragma: no cover
 
 
 async def queue_depth(conn: Any, account_id: str, device_id: int) -> int:
