@@ -10,6 +10,7 @@ from veil.core.content import (
     AttachmentPointer,
     Content,
     Receipt,
+    SessionReset,
     SyncSent,
     Typing,
     encode_content,
@@ -40,12 +41,13 @@ TYPINGS = st.builds(Typing, st.booleans())
 @st.composite
 def contents(draw: st.DrawFn, *, allow_sync: bool = True) -> Content:
     """A valid Content with one body (or a captioned attachment)."""
-    kinds = ["text", "attachment", "caption", "receipt", "typing"]
+    kinds = ["text", "attachment", "caption", "receipt", "typing", "reset"]
     kind = draw(st.sampled_from([*kinds, "sync"] if allow_sync else kinds))
     text = draw(st.text(max_size=200)) if kind in ("text", "caption") else None
     attachment = draw(ATTACHMENTS) if kind in ("attachment", "caption") else None
     receipt = draw(RECEIPTS) if kind == "receipt" else None
     typing = draw(TYPINGS) if kind == "typing" else None
+    reset = SessionReset(draw(st.integers(1, 127))) if kind == "reset" else None
     sync = None
     if kind == "sync":
         sync = SyncSent(draw(HEX32), encode_content(draw(contents(allow_sync=False))))
@@ -57,6 +59,7 @@ def contents(draw: st.DrawFn, *, allow_sync: bool = True) -> Content:
         receipt=receipt,
         sync=sync,
         typing=typing,
+        reset=reset,
     )
 
 

@@ -19,7 +19,13 @@ import pytest
 from veil.client import Client, ClientError, ServerError
 from veil.client.convert import incoming
 from veil.client.socket import DeviceSocket
-from veil.engine import DecryptFailure, MessageReceived, ReceiptReceived, SyncedSent
+from veil.engine import (
+    DecryptFailure,
+    MessageReceived,
+    ReceiptReceived,
+    SessionReset,
+    SyncedSent,
+)
 from veil.wire.messages import Deliver
 
 from .conftest import VeilServer
@@ -279,3 +285,24 @@ async def test_two_users_two_devices_each_see_every_message(
     finally:
         for d in devices:
             await d.close()
+
+
+async def test_a_lost_session_is_reset_automatically_and_the_message_arrives(
+    people: People,
+) -> None:
+    await people.alice.send("bob", "hello")
+    assert _texts(await people.bob.receive()) == ["hello"]
+    await people.alice.receive(timeout=0.5)  # the receipt: alice's session is confirmed
+    # Bob's device loses its session with alice (say, restored from an old backup).
+    people.bob.engine.forget_devices(people.alice.account.account_id, [1])
+    await people.alice.send("bob", "are you there?")
+    first = await people.bob.receive(timeout=0.5)
+    assert [f.reason for f in first if isinstance(f, DecryptFailure)] == ["no_session"]
+    assert [(r.device_id, r.by_us) for r in first if isinstance(r, SessionReset)] == [(1, True)]
+    # Alice gets the reset (a PreKey message from a fresh bundle) and sends again what no
+    # device of bob's confirmed; bob reads it on the new session.
+    assert any(isinstance(e, SessionReset) and not e.by_us for e in await people.alice.receive(0.5))
+    assert _texts(await people.bob.receive(timeout=0.5)) == ["are you there?"]
+    await people.alice.send("bob", "and this")
+    assert _texts(await people.bob.receive(timeout=0.5)) == ["and this"]
+    assert people.bob.engine.failures["no_session"] == 1

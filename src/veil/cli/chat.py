@@ -24,6 +24,7 @@ from veil.engine import (
     IdentityChanged,
     MessageReceived,
     ReceiptReceived,
+    SessionReset,
     SyncedSent,
     TypingChanged,
 )
@@ -262,6 +263,15 @@ def _event(  # noqa: PLR0911 - one answer per event type
             "device": None,
             "timestamp": None,
         }
+    if isinstance(event, SessionReset):
+        return {
+            "type": "session_reset",
+            "id": None,
+            "from": client.username_of(event.account_id) or event.account_id,
+            "device": event.device_id,
+            "timestamp": None,
+            "by_us": event.by_us,
+        }
     if isinstance(event, DecryptFailure):
         return {
             "type": "delivery_failure",
@@ -290,6 +300,12 @@ def _print_event(client: Client, event: ClientEvent, out: TextIO, as_json: bool)
         print(f"{who} {data['kind']} {len(data['ids'])} message(s)", file=out)
     elif data["type"] == "identity_changed":
         print(f"the safety number with {who} changed: verify it", file=out)
+    elif data["type"] == "session_reset":
+        side = "we could not read" if data["by_us"] else "it could not read our messages"
+        print(
+            f"the session with {who}'s device {data['device']} was reset automatically ({side})",
+            file=out,
+        )
     elif data["type"] == "delivery_failure":
         print(f"a message from {who} could not be read ({data['reason']})", file=out)
     out.flush()

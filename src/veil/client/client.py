@@ -41,6 +41,7 @@ from veil.engine import (
     AccountRecord,
     Contact,
     ConversationSummary,
+    DecryptFailure,
     DeviceStore,
     Engine,
     Event,
@@ -50,6 +51,7 @@ from veil.engine import (
     MessageRecord,
     OutgoingCopy,
     PreKeyBundle,
+    SessionReset,
     TrustMode,
     linking,
     new_account_keys,
@@ -64,6 +66,12 @@ log = logging.getLogger("veil.client")
 OWN_DEVICES_RECHECK_S: Final = 60.0
 """How often a sending device re-reads its account's device list (for sync copies)."""
 MAX_SEND_ATTEMPTS: Final = 4
+RESETTABLE: Final = frozenset({"no_session", "bad_mac", "invalid_prekey", "too_far_ahead"})
+"""Failures a new session can cure (not e.g. a bad content, or an untrusted identity)."""
+RESET_INTERVAL_S: Final = 300.0
+"""At most one automatic reset per peer device in this long (no reset storms)."""
+RESEND_WINDOW_MS: Final = 24 * 3600 * 1000
+"""After a peer's reset, our unconfirmed messages of this period are sent again."""
 """Sends retried after "the device list changed" answers (each fixes what it names)."""
 
 
@@ -134,6 +142,7 @@ class Client:
         self._connection: Connection | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._own_checked = -OWN_DEVICES_RECHECK_S
+        self._resets: dict[tuple[str, int], float] = {}
 
     # --- life cycle -----------------------------------------------------------------------
     async def __aenter__(self) -> Client:
@@ -383,8 +392,18 @@ class Client:
         return convert.bundles(answer)
 
     async def _send_content(
-        self, recipient: str, message: payload.Content, *, sync: bool
+        self,
+        recipient: str,
+        message: payload.Content,
+        *,
+        sync: bool,
+        restart: dict[int, PreKeyBundle] | None = None,
+        idempotency_key: str | None = None,
     ) -> SendResult:
+        """Encrypt ``message`` for every device of ``recipient`` (and, with ``sync``, a copy
+        for our other devices) and send it as one set. ``restart``: bundles of recipient
+        devices to start a new session with even if one exists (the old one is archived, so
+        its late messages still decrypt)."""
         me = self.account
         body = payload.pad(payload.encode_content(message))
         sync_body = None
@@ -398,9 +417,10 @@ class Client:
         fresh: dict[str, dict[int, PreKeyBundle]] = _DefaultDict()
         if not self.engine.devices_with_sessions(recipient):
             fresh[recipient] = await self._bundles(recipient, None)
+        fresh[recipient] = {**fresh[recipient], **(restart or {})}
         if sync_body is not None:
             fresh[me.account_id] = await self._own_new_devices()
-        key = message.message_id.hex()
+        key = idempotency_key or message.message_id.hex()
         for _ in range(MAX_SEND_ATTEMPTS):
             copies = self._encrypt(recipient, body, fresh[recipient])
             if sync_body is not None:
@@ -493,12 +513,17 @@ class Client:
         try:
             async for frame in connection.frames():
                 if isinstance(frame, Deliver):
+                    events: list[Event] = []
                     for envelope in frame.envelopes:
-                        for event in self.engine.handle(convert.incoming(envelope)):
-                            await self._learn(event)
-                            self._after(event)
-                            yield event
+                        events += self.engine.handle(convert.incoming(envelope))
                     await connection.ack([e.envelope_id for e in frame.envelopes])
+                    for event in events:
+                        await self._learn(event)
+                        self._after(event)
+                        yield event
+                        recovered = await self._recover(event)
+                        if recovered is not None:
+                            yield recovered
                 elif isinstance(frame, QueueEmpty):
                     yield CaughtUp()
                 elif isinstance(frame, KeysLow):
@@ -529,6 +554,52 @@ class Client:
         finally:
             await stream.aclose()
         return out
+
+    async def _recover(self, event: Event) -> SessionReset | None:
+        """Recover from a broken session, automatically (the product's "unable to decrypt"
+        path): when a device's message cannot be read, drop our session with it and send it a
+        reset from a fresh bundle; when a peer device says it could not read ours, send our
+        recent unconfirmed messages again (readers drop duplicates by message id)."""
+        if isinstance(event, DecryptFailure) and event.reason in RESETTABLE:
+            key = (event.sender_account_id, event.sender_device_id)
+            now = time.monotonic()
+            if now - self._resets.get(key, -RESET_INTERVAL_S) < RESET_INTERVAL_S:
+                return None
+            self._resets[key] = now
+            try:
+                restart = await self._bundles(key[0], key[1])
+            except ClientError as exc:  # e.g. the device is gone: nothing to reset
+                log.info("no bundle to reset a broken session: %s", exc)
+                return None
+            reset = payload.Content(
+                payload.new_message_id(self._rng),
+                self._now_ms(),
+                reset=payload.SessionReset(key[1]),
+            )
+            try:
+                await self._send_content(key[0], reset, sync=False, restart=restart)
+            except ClientError as exc:
+                log.warning("could not reset a broken session: %s", exc)
+                return None
+            return SessionReset(key[0], key[1], True, event.envelope_id)
+        if isinstance(event, SessionReset) and not event.by_us:
+            since = self._now_ms() - RESEND_WINDOW_MS
+            for message in self.engine.unconfirmed(event.account_id, since):
+                attachment = None
+                if message.attachment is not None:
+                    attachment = payload.decode_content(message.attachment).attachment
+                again = payload.Content(
+                    message.message_id, message.sent_ms, text=message.text, attachment=attachment
+                )
+                resend_key = f"{message.message_id.hex()}.resend.{event.envelope_id}"
+                try:
+                    await self._send_content(
+                        event.account_id, again, sync=False, idempotency_key=resend_key
+                    )
+                except ClientError as exc:
+                    log.warning("could not resend after a session reset: %s", exc)
+                    break
+        return None
 
     async def _learn(self, event: Event) -> None:
         """Remember the username of a sender we did not know (for display)."""

@@ -5,17 +5,19 @@ What a Signal message carries, encoded with the core's strict protobuf codec
 (:func:`unpad`) after decryption::
 
     Content    {1: version (=1), 2: message_id (16 bytes), 3: sent_ms (sender clock),
-                4: text (UTF-8), 5: Attachment, 6: Receipt, 7: SyncSent, 8: Typing}
+                4: text (UTF-8), 5: Attachment, 6: Receipt, 7: SyncSent, 8: Typing,
+                9: SessionReset}
     Attachment {1: blob id (32 lowercase hex), 2: key (32 bytes), 3: digest (SHA-256 of the
                 blob, 32 bytes), 4: size (plaintext bytes), 5: file name, 6: content type}
     Receipt    {1: kind (1 delivered, 2 read), 2: repeated message_id (16 bytes each)}
     SyncSent   {1: destination account id (32 lowercase hex), 2: the encoded Content sent}
     Typing     {1: started (bool: 0 or 1; absent means 0)}
+    SessionReset {1: device id whose messages could not be read (1..127)}
 
 Rules (checked by :func:`encode_content`, which raises :class:`LocalError`, and by
 :func:`decode_content`, which raises only :class:`DecodeError`):
 
-* exactly one body -- text, attachment, receipt, sync or typing -- except text together with
+* exactly one body -- text, attachment, receipt, sync, typing or reset -- except text with
   an attachment (a caption);
 * text at most :data:`MAX_TEXT_BYTES` UTF-8 bytes, file name and content type at most
   :data:`MAX_NAME_BYTES`, at most :data:`MAX_RECEIPT_IDS` ids per receipt (at least one),
@@ -56,7 +58,7 @@ PAD_BLOCK: Final = 160
 _HEX32: Final = re.compile(r"[0-9a-f]{32}")
 _CONTENT: Final = {
     **{n: (pb.VARINT, False) for n in (1, 3)},
-    **{n: (pb.LEN, False) for n in (2, 4, 5, 6, 7, 8)},
+    **{n: (pb.LEN, False) for n in (2, 4, 5, 6, 7, 8, 9)},
 }
 _ATTACHMENT: Final = {
     **{n: (pb.LEN, False) for n in (1, 2, 3, 5, 6)},
@@ -65,6 +67,8 @@ _ATTACHMENT: Final = {
 _RECEIPT: Final = {1: (pb.VARINT, False), 2: (pb.LEN, True)}
 _SYNC: Final = {1: (pb.LEN, False), 2: (pb.LEN, False)}
 _TYPING: Final = {1: (pb.VARINT, False)}
+_RESET: Final = {1: (pb.VARINT, False)}
+MAX_DEVICE_ID: Final = 127
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,15 @@ class Typing:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionReset:
+    """ "I could not read what your device ``device_id`` sent me; this message starts a new
+    session with it." Sent by the reader of the failed messages, as a PreKey message from a
+    fresh bundle, so it gets through whatever state the old session was in."""
+
+    device_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Content:
     """One E2EE payload. ``repr`` hides the text (message plaintext does not belong in logs)."""
 
@@ -123,13 +136,14 @@ class Content:
     receipt: Receipt | None = None
     sync: SyncSent | None = None
     typing: Typing | None = None
+    reset: SessionReset | None = None
 
     def __repr__(self) -> str:
         text = None if self.text is None else f"<{len(self.text)} chars>"
         return (
             f"Content(message_id={self.message_id.hex()}, sent_ms={self.sent_ms}, text={text},"
             f" attachment={self.attachment!r}, receipt={self.receipt!r}, sync={self.sync!r},"
-            f" typing={self.typing!r})"
+            f" typing={self.typing!r}, reset={self.reset!r})"
         )
 
 
@@ -194,6 +208,8 @@ def _encode(c: Content) -> bytes:
         parts.append(pb.field_bytes(7, sync))
     if c.typing is not None:
         parts.append(pb.field_bytes(8, pb.field_varint(1, int(c.typing.started))))
+    if c.reset is not None:
+        parts.append(pb.field_bytes(9, pb.field_varint(1, c.reset.device_id)))
     return b"".join(parts)
 
 
@@ -220,8 +236,8 @@ def _problem(c: Content, *, nested: bool) -> str | None:
 
 def _problems(c: Content, nested: bool) -> Iterator[str]:
     """Yield the first rule ``c`` breaks (the caller stops there), checking cheap rules first."""
-    bodies = [b is not None for b in (c.text, c.attachment, c.receipt, c.sync, c.typing)]
-    caption = bodies == [True, True, False, False, False]
+    bodies = [b is not None for b in (c.text, c.attachment, c.receipt, c.sync, c.typing, c.reset)]
+    caption = bodies == [True, True, False, False, False, False]
     if sum(bodies) != 1 and not caption:
         yield "exactly one body is required (text with an attachment is the only pair)"
     if len(c.message_id) != MESSAGE_ID_LEN:
@@ -237,6 +253,8 @@ def _problems(c: Content, nested: bool) -> Iterator[str]:
         problem = _receipt_problem(c.receipt)
     elif c.sync is not None:
         problem = "a synced content may not itself be a sync" if nested else _sync_problem(c.sync)
+    elif c.reset is not None and not 1 <= c.reset.device_id <= MAX_DEVICE_ID:
+        problem = "reset device id out of range"
     if problem is not None:
         yield problem
 
@@ -302,6 +320,9 @@ def _decode(data: bytes) -> Content:
         receipt=_decode_receipt(pb.get_bytes(f, 6, "receipt")) if 6 in f else None,
         sync=_decode_sync(pb.get_bytes(f, 7, "sync")) if 7 in f else None,
         typing=_decode_typing(pb.get_bytes(f, 8, "typing")) if 8 in f else None,
+        reset=SessionReset(_uint(pb.parse(pb.get_bytes(f, 9, "reset"), _RESET), 1, "device"))
+        if 9 in f
+        else None,
     )
 
 

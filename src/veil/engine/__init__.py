@@ -16,6 +16,7 @@ from veil.engine.events import (
     IncomingEnvelope,
     MessageReceived,
     ReceiptReceived,
+    SessionReset,
     SyncedSent,
     TypingChanged,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "PublicKyberPreKey",
     "PublicSignedPreKey",
     "ReceiptReceived",
+    "SessionReset",
     "StoreError",
     "SyncedSent",
     "TrustMode",

@@ -48,6 +48,7 @@ from veil.engine.events import (
     IncomingEnvelope,
     MessageReceived,
     ReceiptReceived,
+    SessionReset,
     SyncedSent,
     TypingChanged,
 )
@@ -382,7 +383,9 @@ class Engine:
             raise _ContentError(str(exc)) from None
         return events + self._apply_content(envelope, content)
 
-    def _apply_content(self, envelope: IncomingEnvelope, content: payload.Content) -> list[Event]:
+    def _apply_content(  # noqa: PLR0911 - one answer per kind of content
+        self, envelope: IncomingEnvelope, content: payload.Content
+    ) -> list[Event]:
         sender = envelope.sender_account_id
         me = self.account.account_id
         now = self.now_ms()
@@ -436,6 +439,8 @@ class Engine:
                     envelope.envelope_id,
                 )
             ]
+        if content.reset is not None:
+            return [SessionReset(sender, envelope.sender_device_id, False, envelope.envelope_id)]
         if content.typing is not None:
             return [
                 TypingChanged(
@@ -475,6 +480,18 @@ class Engine:
                 content.attachment,
             )
         ]
+
+    def unconfirmed(self, conversation: str, since_ms: int, limit: int = 50) -> list[MessageRecord]:
+        """Our messages in ``conversation`` since ``since_ms`` that no device confirmed."""
+        me = self.account.account_id
+        return [
+            m
+            for m in self.store.messages(conversation, limit=500)
+            if m.direction == "out"
+            and m.sender_account_id == me
+            and m.status in ("sent", "sending")
+            and m.sent_ms >= since_ms
+        ][-limit:]
 
     # --- outgoing bookkeeping -------------------------------------------------------------
     def record_sent(

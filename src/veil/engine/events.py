@@ -99,6 +99,21 @@ class DecryptFailure:
     server_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class SessionReset:
+    """A broken session with ``account_id``'s device ``device_id`` was replaced by a new one.
+
+    ``by_us``: we could not read that device and asked it to start over (automatic recovery);
+    otherwise that device could not read ours, and our recent unconfirmed messages to the
+    account were sent again.
+    """
+
+    account_id: str
+    device_id: int
+    by_us: bool
+    envelope_id: int | None
+
+
 Event = (
     MessageReceived
     | SyncedSent
@@ -106,4 +121,5 @@ Event = (
     | TypingChanged
     | IdentityChanged
     | DecryptFailure
+    | SessionReset
 )
