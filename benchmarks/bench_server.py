@@ -756,7 +756,9 @@ def measure(
         time.sleep(0.5)
         rss0 = server.rss_kb()
         ready = sum(clients.all("idle", [idle[i::w] for i in range(w)]))
-        time.sleep(1.0)
+        # Steady state: a connection's push task ends 5 s after its queue drained
+        # (veil.server.delivery.LINGER_S); measure after that.
+        time.sleep(7.0)
         rss1 = server.rss_kb()
         result["idle"] = {
             "devices": ready,

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from veil.client import CaughtUp, Client, ClientError, StoreError
+from veil.client.attachments import pointer_of
 from veil.client.client import ClientEvent
+from veil.core.content import AttachmentPointer
 from veil.engine import (
     DecryptFailure,
     IdentityChanged,
@@ -68,13 +70,17 @@ def add_chat_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
     send = commands.add_parser(
         "send",
-        help="send a message",
-        description="Send TEXT to NAME, end-to-end encrypted to all of their devices.",
+        help="send a message or a file",
+        description="Send TEXT, or the file --file PATH (with an optional --caption), to NAME, "
+        "end-to-end encrypted to all of their devices. A file is encrypted here and uploaded "
+        "as a blob the server cannot read.",
     )
     send.add_argument("name", help="the recipient's username")
-    send.add_argument("text", help="the message")
+    send.add_argument("text", nargs="?", help="the message (not with --file)")
+    send.add_argument("--file", metavar="PATH", help="send this file as an attachment")
+    send.add_argument("--caption", metavar="TEXT", help="a text to go with --file")
     send.add_argument("--json", action="store_true", help="print the result as JSON")
-    send.set_defaults(handler=_sync(_send))
+    send.set_defaults(handler=_send_handler)
 
     receive = commands.add_parser(
         "receive",
@@ -86,6 +92,11 @@ def add_chat_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
     receive.add_argument(
         "--timeout", type=float, default=0.0, help="seconds to wait for more (default 0)"
     )
+    receive.add_argument(
+        "--download",
+        action="store_true",
+        help="download and verify the attachments of the messages, print where they are saved",
+    )
     receive.set_defaults(handler=_sync(_receive))
 
     listen = commands.add_parser(
@@ -94,6 +105,9 @@ def add_chat_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
         description="Stay connected and print each event as it arrives (Ctrl-C to stop).",
     )
     listen.add_argument("--json", action="store_true", help="one JSON object per line")
+    listen.add_argument(
+        "--download", action="store_true", help="download and verify attachments as they come"
+    )
     listen.set_defaults(handler=_sync(_listen))
 
     inbox = commands.add_parser(
@@ -193,8 +207,27 @@ async def _link(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _send_handler(args: argparse.Namespace, out: TextIO) -> int:
+    """``veil send``: exactly one of TEXT and --file (a usage error, status 2, otherwise)."""
+    problem = None
+    if (args.text is None) == (args.file is None):
+        problem = "give either TEXT or --file PATH (exactly one)"
+    elif args.caption is not None and args.file is None:
+        problem = "--caption goes with --file"
+    if problem is not None:
+        print(
+            "usage: veil send NAME (TEXT | --file PATH [--caption TEXT]) [--json]", file=sys.stderr
+        )
+        print(f"veil send: error: {problem}", file=sys.stderr)
+        return 2
+    return _sync(_send)(args, out)
+
+
 async def _send(client: Client, args: argparse.Namespace, out: TextIO) -> int:
-    result = await client.send(args.name, args.text)
+    if args.file is not None:
+        result = await client.send_file(args.name, args.file, caption=args.caption)
+    else:
+        result = await client.send(args.name, args.text)
     if args.json:
         _json_line(
             out,
@@ -225,6 +258,7 @@ def _event(  # noqa: PLR0911 - one answer per event type
             "timestamp": event.sent_ms,
             "server_timestamp": event.server_ms,
             "text": event.text,
+            **_attachment(event.attachment),
         }
     if isinstance(event, SyncedSent):
         return {
@@ -235,6 +269,7 @@ def _event(  # noqa: PLR0911 - one answer per event type
             "device": event.sender_device_id,
             "timestamp": event.sent_ms,
             "text": event.text,
+            **_attachment(event.attachment),
         }
     if isinstance(event, ReceiptReceived):
         return {
@@ -284,18 +319,68 @@ def _event(  # noqa: PLR0911 - one answer per event type
     return None
 
 
-def _print_event(client: Client, event: ClientEvent, out: TextIO, as_json: bool) -> None:
+def _attachment(pointer: AttachmentPointer | None, path: str | None = None) -> dict[str, Any]:
+    """``{"attachment": {name, size, content_type[, path]}}`` for a message that has one."""
+    if pointer is None:
+        return {}
+    shown: dict[str, Any] = {
+        "name": pointer.file_name,
+        "size": pointer.size,
+        "content_type": pointer.content_type,
+    }
+    if path is not None:
+        shown["path"] = path
+    return {"attachment": shown}
+
+
+def _body(data: dict[str, Any]) -> str:
+    """A message's text and attachment as one line of text."""
+    parts = [data["text"]] if data.get("text") is not None else []
+    shown = data.get("attachment")
+    if shown is not None:
+        kind = f", {shown['content_type']}" if shown["content_type"] else ""
+        parts.append(f"[file {shown['name']!r} ({shown['size']} bytes{kind})]")
+        if "path" in shown:
+            parts.append(f"saved to {shown['path']}")
+        elif "error" in shown:
+            parts.append(f"not saved: {shown['error']}")
+    return " ".join(parts)
+
+
+async def _download(client: Client, event: ClientEvent, data: dict[str, Any]) -> bool:
+    """Download the event's attachment (if any) into ``data``; False if that failed."""
+    shown = data.get("attachment")
+    if shown is None or not isinstance(event, MessageReceived | SyncedSent):
+        return True
+    try:
+        shown["path"] = str(await client.download(event))
+    except ClientError as exc:
+        shown["error"] = str(exc)
+        print(f"veil: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+async def _show(client: Client, event: ClientEvent, out: TextIO, args: argparse.Namespace) -> bool:
+    """Print one event (downloading its attachment first with ``--download``); False if a
+    download failed."""
     data = _event(client, event)
     if data is None:
-        return
+        return True
+    ok = await _download(client, event, data) if args.download else True
+    _print_data(data, out, args.json)
+    return ok
+
+
+def _print_data(data: dict[str, Any], out: TextIO, as_json: bool) -> None:
     if as_json:
         _json_line(out, data)
         return
     who = data.get("from")
     if data["type"] == "message":
-        print(f"{who} [{data['device']}]: {data['text']}", file=out)
+        print(f"{who} [{data['device']}]: {_body(data)}", file=out)
     elif data["type"] == "sent_elsewhere":
-        print(f"(you, device {data['device']}) -> {data['to']}: {data['text']}", file=out)
+        print(f"(you, device {data['device']}) -> {data['to']}: {_body(data)}", file=out)
     elif data["type"] == "receipt":
         print(f"{who} {data['kind']} {len(data['ids'])} message(s)", file=out)
     elif data["type"] == "identity_changed":
@@ -312,16 +397,17 @@ def _print_event(client: Client, event: ClientEvent, out: TextIO, as_json: bool)
 
 
 async def _receive(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    ok = True
     for event in await client.receive(args.timeout):
-        _print_event(client, event, out, args.json)
-    return 0
+        ok = await _show(client, event, out, args) and ok
+    return 0 if ok else 1
 
 
 async def _listen(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     async for event in client.events():
         if isinstance(event, CaughtUp):
             continue
-        _print_event(client, event, out, args.json)
+        await _show(client, event, out, args)
     return 0
 
 
@@ -348,6 +434,8 @@ async def _inbox(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     contact = await client.resolve(args.name)
     for m in client.messages(contact.account_id, args.limit):
         who = client.username_of(m.sender_account_id) or m.sender_account_id
+        path = None if m.attachment_path is None else str(client.profile / m.attachment_path)
+        attachment = _attachment(pointer_of(m), path)
         if args.json:
             _json_line(
                 out,
@@ -360,10 +448,12 @@ async def _inbox(client: Client, args: argparse.Namespace, out: TextIO) -> int:
                     "direction": m.direction,
                     "status": m.status,
                     "text": m.text,
+                    **attachment,
                 },
             )
         else:
-            print(f"{who}: {m.text or ''}  [{m.status}]", file=out)
+            body = _body({"text": m.text, **attachment})
+            print(f"{who}: {body}  [{m.status}]", file=out)
     return 0
 
 

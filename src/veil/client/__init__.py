@@ -7,17 +7,36 @@ schemas to and from the server and do no protocol cryptography; :mod:`veil.engin
 Failures are :mod:`veil.client.errors`.
 """
 
+from veil.client.attachments import AttachmentInvalidError, AttachmentTooLargeError
 from veil.client.client import CaughtUp, Client, ClientEvent, SendResult
 from veil.client.errors import ClientError, ServerError, TransportError
-from veil.engine import StoreError
+from veil.engine import (
+    DecryptFailure,
+    IdentityChanged,
+    MessageReceived,
+    ReceiptReceived,
+    SessionReset,
+    StoreError,
+    SyncedSent,
+    TypingChanged,
+)
 
 __all__ = [
+    "AttachmentInvalidError",
+    "AttachmentTooLargeError",
     "CaughtUp",
     "Client",
     "ClientError",
     "ClientEvent",
+    "DecryptFailure",
+    "IdentityChanged",
+    "MessageReceived",
+    "ReceiptReceived",
     "SendResult",
     "ServerError",
+    "SessionReset",
     "StoreError",
+    "SyncedSent",
     "TransportError",
+    "TypingChanged",
 ]

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from veil.client import convert
+from veil.client import attachments, convert
 from veil.client.connection import Connection
 from veil.client.credentials import Credentials
 from veil.client.errors import ClientError, ServerError
@@ -121,6 +121,9 @@ async def _wait_mailbox(api: HttpApi, provisioning_id: str, token: str, timeout_
 
 class Client:
     """One device profile. Use as ``async with``; :meth:`register` or :meth:`link` first."""
+
+    max_file_bytes: int = attachments.MAX_FILE_BYTES
+    """Largest attachment this client sends or downloads (default 100 MiB, the server's)."""
 
     def __init__(
         self,
@@ -371,8 +374,37 @@ class Client:
     async def send(self, who: str, text: str) -> SendResult:
         """Send ``text`` to every device of ``who`` (and a copy to our other devices)."""
         contact = await self.resolve(who)
+        return await self._send_message(contact, text=text)
+
+    async def send_file(
+        self, who: str, path: str | os.PathLike[str], *, caption: str | None = None
+    ) -> SendResult:
+        """Send the file at ``path`` (with an optional text ``caption``) to ``who``.
+
+        The file is encrypted here under a new random key and uploaded as an opaque blob;
+        the message carries the key, the blob's digest, the size, the base name and a type
+        guessed from the name. A file over :attr:`max_file_bytes` is refused (an
+        :class:`~veil.client.attachments.AttachmentTooLargeError` naming the limit and the
+        size) before it is read or anything is uploaded.
+        """
+        contact = await self.resolve(who)
+        attachments.check_caption(caption)
+        pointer = await attachments.upload_file(self._api(), path, self.max_file_bytes, self._rng)
+        return await self._send_message(contact, text=caption, attachment=pointer)
+
+    async def _send_message(
+        self,
+        contact: Contact,
+        *,
+        text: str | None,
+        attachment: payload.AttachmentPointer | None = None,
+    ) -> SendResult:
+        """Send a new text and/or attachment message (sync copies to our other devices) and
+        keep our own copy, ``sent`` or ``failed``."""
         try:
-            message = payload.Content(payload.new_message_id(self._rng), self._now_ms(), text=text)
+            message = payload.Content(
+                payload.new_message_id(self._rng), self._now_ms(), text=text, attachment=attachment
+            )
             payload.encode_content(message)
         except LocalError as exc:
             raise ClientError(f"cannot send that: {exc}") from None
@@ -629,6 +661,32 @@ class Client:
         task.add_done_callback(self._tasks.discard)
 
     # --- reading --------------------------------------------------------------------------
+    async def download(self, message: attachments.Message) -> Path:
+        """Download, verify and save the attachment of ``message``; the saved file's path.
+
+        The blob is fetched (never more bytes than its size allows), its digest, MAC and size
+        are checked, and only then is the file written, ``0600``, under the profile's
+        ``attachments/`` folder with a safe name of our own (the sender's name is only a
+        hint) that never replaces another file. The path is recorded with the message; a
+        message already downloaded returns its file. A blob that fails verification raises
+        :class:`~veil.client.attachments.AttachmentInvalidError` and nothing is written.
+        """
+        pointer = attachments.pointer_of(message)
+        if pointer is None:
+            raise ClientError("that message has no attachment")
+        store = self.store
+        stored = store.message(message.conversation, message.message_id)
+        if stored is not None and stored.attachment_path is not None:
+            saved = store.profile / stored.attachment_path
+            if saved.is_file():
+                return saved
+        data = await attachments.fetch(self._api(), pointer, self.max_file_bytes)
+        folder = store.attachments_dir
+        path = await asyncio.to_thread(attachments.save_private, folder, pointer.file_name, data)
+        relative = path.relative_to(store.profile).as_posix()
+        store.set_attachment_path(message.conversation, message.message_id, relative)
+        return path
+
     def conversations(self) -> list[ConversationSummary]:
         """Conversations, newest activity first."""
         return self.store.conversations()

@@ -8,6 +8,12 @@ state or the new one with its message, never half of it.
 
 from veil.core.signal.fingerprint import Fingerprint
 from veil.core.signal.pqxdh import PreKeyBundle
+from veil.engine.attachments import (
+    SealedAttachment,
+    blob_size,
+    open_attachment,
+    seal_attachment,
+)
 from veil.engine.engine import Engine, OutgoingCopy, TrustMode
 from veil.engine.events import (
     DecryptFailure,
@@ -57,11 +63,15 @@ __all__ = [
     "PublicKyberPreKey",
     "PublicSignedPreKey",
     "ReceiptReceived",
+    "SealedAttachment",
     "SessionReset",
     "StoreError",
     "SyncedSent",
     "TrustMode",
     "TypingChanged",
+    "blob_size",
     "bundle",
     "new_account_keys",
+    "open_attachment",
+    "seal_attachment",
 ]

@@ -32,6 +32,8 @@ WINDOW: Final = 256
 RECENTLY_ACKED: Final = 4096
 """(Unordered repositories) acked ids a stream remembers, so that a late offer or a read that
 raced the ack's delete cannot push an envelope again."""
+LINGER_S: Final = 5.0
+"""(On-demand pushing) how long a drained connection's push task waits for more."""
 IDLE_RECHECK_S: Final = 30.0
 """A connected device re-reads its queue about this often (+-25 %), even without a wake-up."""
 
@@ -150,6 +152,7 @@ class DeviceStream:
         "_cursor",
         "_dirty",
         "_in_flight",
+        "_lingered",
         "_live",
         "_offers",
         "_on_failure",
@@ -190,6 +193,7 @@ class DeviceStream:
         self._announced = False  # QueueEmpty sent
         self._runner: asyncio.Task[None] | None = None  # (on demand) the push task
         self._on_failure: Callable[[BaseException], None] | None = None
+        self._lingered = False
 
     def poke(self) -> None:
         """Something may have been stored: read the queue."""
@@ -251,7 +255,7 @@ class DeviceStream:
     def _kick(self) -> None:
         if self._on_failure is None or (self._runner is not None and not self._runner.done()):
             return
-        runner = self._runner = asyncio.get_running_loop().create_task(self.drain())
+        runner = self._runner = asyncio.get_running_loop().create_task(self._serve())
         runner.add_done_callback(self._runner_done)
 
     def _runner_done(self, runner: asyncio.Task[None]) -> None:
@@ -265,6 +269,25 @@ class DeviceStream:
                 self._on_failure(exc)
         elif self._dirty or self.wake.is_set():  # came in as the task was ending
             self._kick()
+
+    async def _serve(self) -> None:
+        """(On demand) drain, then linger a while for more before the task ends: a busy
+        device keeps one task instead of one per delivery; an idle one holds none."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self.drain()
+            self._lingered = False
+            timer = loop.call_later(LINGER_S, self._linger_over)
+            try:
+                await self.wake.wait()
+            finally:
+                timer.cancel()
+            if self._lingered and not self._dirty and not self._offers:
+                return
+
+    def _linger_over(self) -> None:
+        self._lingered = True
+        self.wake.set()
 
     async def run(self) -> None:
         """Push forever: the backlog first, then each new envelope as it is stored."""

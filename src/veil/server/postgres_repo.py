@@ -214,7 +214,7 @@ class PostgresRepository:
     :meth:`migrate` once at start-up (safe to run from several processes at once).
     """
 
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 20) -> None:
         self._dsn = dsn
         self._min_size = min_size
         self._max_size = max_size
@@ -231,7 +231,7 @@ class PostgresRepository:
 
     @classmethod
     async def connect(
-        cls, dsn: str, *, min_size: int = 1, max_size: int = 10
+        cls, dsn: str, *, min_size: int = 1, max_size: int = 20
     ) -> PostgresRepository:
         """A repository with its pool open."""
         repo = cls(dsn, min_size=min_size, max_size=max_size)
