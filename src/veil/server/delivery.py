@@ -157,6 +157,7 @@ class DeviceStream:
         "_offers",
         "_on_failure",
         "_ordered",
+        "_pushes",
         "_runner",
         "batch",
         "key",
@@ -194,6 +195,7 @@ class DeviceStream:
         self._runner: asyncio.Task[None] | None = None  # (on demand) the push task
         self._on_failure: Callable[[BaseException], None] | None = None
         self._lingered = False
+        self._pushes = 0
 
     def poke(self) -> None:
         """Something may have been stored: read the queue."""
@@ -275,7 +277,8 @@ class DeviceStream:
         device keeps one task instead of one per delivery; an idle one holds none."""
         loop = asyncio.get_running_loop()
         while True:
-            await self.drain()
+            if not await self.drain():
+                return  # nothing was waiting (e.g. a periodic re-read): no reason to linger
             self._lingered = False
             timer = loop.call_later(LINGER_S, self._linger_over)
             try:
@@ -302,8 +305,11 @@ class DeviceStream:
             finally:
                 timer.cancel()
 
-    async def drain(self) -> None:
-        """Push until the queue is drained (announcing it once per connection)."""
+    async def drain(self) -> bool:
+        """Push until the queue is drained (announcing it once per connection); whether
+        anything was pushed."""
+        before = self._pushes
+        announced = False
         while True:
             while len(self._in_flight) >= self.window:
                 self._acked.clear()
@@ -320,11 +326,12 @@ class DeviceStream:
                 continue
             if not self._announced:
                 await self.send(QueueEmpty())
-                self._announced = True
+                self._announced = announced = True
             if not self._dirty and not self.wake.is_set():
-                return
+                return announced or self._pushes != before
 
     async def _push(self, found: list[Envelope]) -> None:
+        self._pushes += 1
         self._in_flight.update(e.envelope_id for e in found)
         await self.send(Deliver([_out(e) for e in found]))
 

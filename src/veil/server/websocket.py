@@ -139,6 +139,9 @@ class WebSocketHub:
             await _refuse(scope, send, exc)
             return
         await send({"type": "websocket.accept"})
+        # The server keeps the scope for the connection's life; its header list (about
+        # 1 KiB) is not needed after the login, so an idle connection does not hold it.
+        scope["headers"] = []
         conn = _Connection(self, who, send)
         previous = self._connections.get(conn.key)
         self._connections[conn.key] = conn
