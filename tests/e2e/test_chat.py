@@ -201,6 +201,8 @@ def test_the_cli_contract(veil_server: VeilServer, tmp_path: Path) -> None:
     safety_a = _cli(alice, "safety-number", "bob", "--json").stdout
     safety_b = _cli(bob, "safety-number", "alice", "--json").stdout
     assert json.loads(safety_a)["digits"] == json.loads(safety_b)["digits"]
+    drawn = _cli(alice, "safety-number", "bob").stdout
+    assert json.loads(safety_a)["digits"][:5] in drawn and "\u2588" in drawn  # digits and a QR
     assert "verified" in _cli(alice, "verify", "bob").stdout
     devices = [json.loads(x) for x in _cli(alice, "devices", "--json").stdout.splitlines()]
     assert devices == [devices[0]] and devices[0]["this"] is True
@@ -306,3 +308,41 @@ async def test_a_lost_session_is_reset_automatically_and_the_message_arrives(
     await people.alice.send("bob", "and this")
     assert _texts(await people.bob.receive(timeout=0.5)) == ["and this"]
     assert people.bob.engine.failures["no_session"] == 1
+
+
+def test_killing_a_listening_client_loses_and_duplicates_nothing(
+    veil_server: VeilServer, tmp_path: Path
+) -> None:
+    """``veil listen`` is killed (SIGKILL) while messages stream in: everything ends up in
+    the store exactly once, and nothing is shown twice."""
+
+    async def setup() -> None:
+        alice = await Client.register(tmp_path / "alice", veil_server.url, "alice")
+        bob = await Client.register(tmp_path / "bob", veil_server.url, "bob")
+        await bob.close()
+        async with alice:
+            for i in range(40):
+                await alice.send("bob", f"n{i:02d}")
+
+    asyncio.run(setup())
+    listen = subprocess.Popen(
+        [sys.executable, "-m", "veil", "--profile", str(tmp_path / "bob"), "listen", "--json"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert listen.stdout is not None
+    shown = []
+    for line in listen.stdout:
+        event = json.loads(line)
+        if event["type"] == "message":
+            shown.append(event["id"])
+        if len(shown) >= 5:
+            break
+    listen.kill()
+    listen.wait()
+    after = _cli(tmp_path / "bob", "receive", "--json", "--timeout", "1").stdout.splitlines()
+    shown += [e["id"] for e in map(json.loads, after) if e["type"] == "message"]
+    assert len(shown) == len(set(shown)), "a message was shown twice"
+    inbox = _cli(tmp_path / "bob", "inbox", "alice", "--json", "--limit", "100").stdout
+    texts = [json.loads(line)["text"] for line in inbox.splitlines()]
+    assert sorted(texts) == [f"n{i:02d}" for i in range(40)]

@@ -381,3 +381,39 @@ async def test_a_batch_whose_connection_dies_fails_every_caller_and_stores_nothi
     # the repository recovers (the pool replaces the connection)
     result = await send(repo, alice, bobs[0], [env(bobs[0], 1)], key=f"k{bobs[0]}")
     assert isinstance(result, StoredMessage) and not result.duplicate
+
+
+@pytest.mark.postgres
+async def test_concurrent_queue_reads_share_statements_and_each_get_their_own_rows(
+    pg: tuple[PostgresRepository, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, _ = pg
+    sizes: list[int] = []
+    fetch_batch = postgres_messages.fetch_batch
+
+    async def recording(conn: Any, requests: Sequence[Any]) -> Any:
+        sizes.append(len(requests))
+        return await fetch_batch(conn, requests)
+
+    monkeypatch.setattr(postgres_messages, "fetch_batch", recording)
+    alice = await account(repo, "alice")
+    bobs = [await account(repo, f"bob{i}") for i in range(8)]
+    ids: dict[str, list[int]] = {}
+    for i, bob in enumerate(bobs):
+        for n in range(i + 1):  # bob{i} has i + 1 envelopes
+            result = await send(repo, alice, bob, [env(bob, 1, bytes([i, n]))])
+            assert isinstance(result, StoredMessage)
+            ids.setdefault(bob, []).append(result.envelope_ids[(bob, 1)])
+    reads = [(bob, 1, 0, 3) for bob in bobs]  # the first three of each queue
+    reads += [(bob, 1, ids[bob][0], 100) for bob in bobs]  # everything after the first
+    reads += [(bobs[0], 2, 0, 10), (bobs[0], 1, 0, 0), (bobs[0], 200, 0, 5)]  # none
+    got = await asyncio.gather(*(repo.fetch_envelopes(*r) for r in reads))
+    assert max(sizes) > 1, sizes  # they were read together
+    for (bob, device, after, limit), envelopes in zip(reads, got, strict=True):
+        expected = [i for i in ids.get(bob, []) if i > after][:limit] if device == 1 else []
+        assert [e.envelope_id for e in envelopes] == expected
+        assert all(e.account_id == bob and e.device_id == device for e in envelopes)
+        i = bobs.index(bob)
+        assert [e.content for e in envelopes] == [
+            bytes([i, ids[bob].index(e.envelope_id)]) for e in envelopes
+        ]

@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+import segno
+
 from veil.client import CaughtUp, Client, ClientError, StoreError
 from veil.client.attachments import pointer_of
 from veil.client.client import ClientEvent
@@ -142,6 +144,7 @@ def add_chat_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     safety.add_argument("name", help="a username")
     safety.add_argument("--json", action="store_true", help="print JSON")
+    safety.add_argument("--no-qr", action="store_true", help="do not draw the QR code")
     safety.set_defaults(handler=_sync(_safety_number))
 
     verify = commands.add_parser(
@@ -501,6 +504,9 @@ async def _safety_number(client: Client, args: argparse.Namespace, out: TextIO) 
         )
     else:
         print(f"safety number with {args.name}:\n{groups}", file=out)
+        if not args.no_qr:
+            print("or scan this with their device:", file=out)
+            segno.make(number.scannable, error="m", micro=False).terminal(out=out, compact=True)
     return 0
 
 

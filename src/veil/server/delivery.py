@@ -9,9 +9,10 @@ and never stalls others (each connection has its own task, and a blocked send on
 hands over the stored envelope itself (:meth:`Listener.offer`), or just says "read your
 queue" (:meth:`Listener.poke`). In one process it is an in-memory map of listeners; with
 several processes :class:`veil.server.fanout.NatsFanout` (a subclass) also carries pokes over
-NATS. A loop that has drained its queue pushes offered envelopes straight from memory, in
-the order they were committed -- no database read per delivery; anything else (a poke, a
-backlog, a full window) goes through a read.
+NATS. When the repository makes ids visible in id order and this process makes every commit
+(SQLite), a loop that has drained its queue pushes offered envelopes straight from memory --
+no database read per delivery; otherwise (PostgreSQL, several processes) an offer is a poke:
+a read from the queue's head, which keeps queue order across processes.
 """
 
 from __future__ import annotations
@@ -205,7 +206,10 @@ class DeviceStream:
 
     def offer(self, envelope: Envelope) -> None:
         """``envelope`` was just committed (offers come in commit order)."""
-        if len(self._offers) >= self.window:
+        if not self._ordered or len(self._offers) >= self.window:
+            # With several processes (PostgreSQL), a send committed earlier by another process
+            # may not be read yet (its wake-up is on the way over NATS): pushing this one from
+            # memory could overtake it. A read from the queue's head keeps queue order.
             self._offers.clear()
             self.poke()
             return

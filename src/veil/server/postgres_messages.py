@@ -522,3 +522,54 @@ async def purge_idempotency(conn: Any, older_than_ms: int) -> int:
     """Forget idempotency answers created before ``older_than_ms``; how many."""
     status = await conn.execute("DELETE FROM idempotency WHERE created_ms < $1", older_than_ms)
     return int(status.rpartition(" ")[2])
+
+
+FetchRequest = tuple[str, int, int, int]
+"""``(account_id, device_id, after_id, limit)`` of one :func:`fetch_batch` read."""
+
+_FETCH_MANY: Final = """
+SELECT q.k, e.envelope_id, e.sender_account_id, e.sender_device_id, e.server_ms, e.type,
+       e.content
+FROM unnest($1::int[], $2::text[], $3::smallint[], $4::bigint[], $5::int[])
+    AS q(k, a, d, after_id, lim)
+CROSS JOIN LATERAL (
+    SELECT envelope_id, sender_account_id, sender_device_id, server_ms, type, content
+    FROM envelopes
+    WHERE account_id = q.a AND device_id = q.d AND envelope_id > q.after_id
+    ORDER BY envelope_id
+    LIMIT q.lim
+) AS e
+ORDER BY q.k, e.envelope_id"""
+
+
+async def fetch_batch(conn: Any, requests: Sequence[FetchRequest]) -> list[list[Envelope]]:
+    """Several devices' queue reads (as :func:`fetch_envelopes`) in one statement and one
+    round trip; one list per request, in order."""
+    out: list[list[Envelope]] = [[] for _ in requests]
+    keys, accounts, devices, afters, limits = [], [], [], [], []
+    for k, (account_id, device_id, after_id, limit) in enumerate(requests):
+        if limit > 0 and _valid_device_id(device_id):
+            keys.append(k)
+            accounts.append(account_id)
+            devices.append(device_id)
+            afters.append(after_id)
+            limits.append(limit)
+    if not keys:
+        return out
+    rows = await conn.fetch(_FETCH_MANY, keys, accounts, devices, afters, limits)
+    for row in rows:
+        k = int(row["k"])
+        account_id, device_id = requests[k][0], requests[k][1]
+        out[k].append(
+            Envelope(
+                envelope_id=int(row["envelope_id"]),
+                account_id=account_id,
+                device_id=device_id,
+                sender_account_id=str(row["sender_account_id"]),
+                sender_device_id=int(row["sender_device_id"]),
+                server_ms=int(row["server_ms"]),
+                type=int(row["type"]),
+                content=bytes(row["content"]),
+            )
+        )
+    return out

@@ -52,7 +52,7 @@ from veil.server.model import (
     StoredMessage,
 )
 from veil.server.postgres_batch import GroupCommit
-from veil.server.postgres_messages import AckRequest, StoreOutcome, StoreRequest
+from veil.server.postgres_messages import AckRequest, FetchRequest, StoreOutcome, StoreRequest
 from veil.server.repository import (
     NotFoundError,
     PutOutcome,
@@ -72,6 +72,9 @@ ACK_BATCH: Final = 256
 #: DELETE at a time is enough: it is short, and the acks queued behind it form the next one.
 STORE_IN_FLIGHT: Final = 4
 ACK_IN_FLIGHT: Final = 1
+#: Queue reads of many devices (woken together) share one statement (read-only: no commit).
+FETCH_BATCH: Final = 64
+FETCH_IN_FLIGHT: Final = 2
 
 #: Key of the advisory lock that serializes migrations across processes ("veil" in ASCII).
 MIGRATION_LOCK_KEY: Final = 0x7665696C
@@ -224,6 +227,9 @@ class PostgresRepository:
         )
         self._acks: GroupCommit[AckRequest, int] = GroupCommit(
             self._ack_batch, max_batch=ACK_BATCH, max_in_flight=ACK_IN_FLIGHT
+        )
+        self._reads: GroupCommit[FetchRequest, list[Envelope]] = GroupCommit(
+            self._fetch_batch, max_batch=FETCH_BATCH, max_in_flight=FETCH_IN_FLIGHT
         )
 
     def __repr__(self) -> str:  # the DSN may hold a password
@@ -555,11 +561,14 @@ class PostgresRepository:
     async def fetch_envelopes(
         self, account_id: str, device_id: int, after_id: int, limit: int
     ) -> list[Envelope]:
-        """Up to ``limit`` queued envelopes of one device with id > ``after_id``, in id order."""
+        """Up to ``limit`` queued envelopes of one device with id > ``after_id``, in id order.
+
+        Concurrent reads (many devices woken at once) share one statement."""
+        return await self._reads.submit((account_id, device_id, after_id, limit))
+
+    async def _fetch_batch(self, requests: list[FetchRequest]) -> list[list[Envelope]]:
         async with self._db.acquire() as conn:
-            return await postgres_messages.fetch_envelopes(
-                conn, account_id, device_id, after_id, limit
-            )
+            return await postgres_messages.fetch_batch(conn, requests)
 
     async def ack_envelopes(self, account_id: str, device_id: int, ids: Sequence[int]) -> int:
         """Delete these envelopes from this device's queue (others' are untouched); count."""
