@@ -11,12 +11,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from veil.client import Client
 from veil.core.crypto import xeddsa
 from veil.core.crypto.kyber import KyberKeyPair
 from veil.core.crypto.x25519 import PrivateKey
@@ -97,6 +98,26 @@ class VeilServer:
                 (kyber, xeddsa.sign(attacker, kyber, rng), account_id),
             )
             db.execute("DELETE FROM one_time_prekeys WHERE account_id = ?", (account_id,))
+
+
+@dataclass
+class People:
+    """Two registered users (one device each) on the test's server."""
+
+    server: VeilServer
+    alice: Client
+    bob: Client
+
+
+@pytest.fixture
+async def people(veil_server: VeilServer, tmp_path: Path) -> AsyncIterator[People]:
+    alice = await Client.register(tmp_path / "alice", veil_server.url, "alice")
+    bob = await Client.register(tmp_path / "bob", veil_server.url, "bob")
+    try:
+        yield People(veil_server, alice, bob)
+    finally:
+        await alice.close()
+        await bob.close()
 
 
 @pytest.fixture

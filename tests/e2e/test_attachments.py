@@ -14,8 +14,6 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,28 +28,10 @@ from veil.client import attachments as client_attachments
 from veil.client.attachments import safe_file_name
 from veil.engine import MessageReceived
 
-from .conftest import VeilServer
+from .conftest import People, VeilServer
 
 MARKER = b"VEIL-ATTACHMENT-PLAINTEXT-MARKER-0123456789-abcdefghijklmnopqrst"
 assert len(MARKER) == 64
-
-
-@dataclass
-class People:
-    server: VeilServer
-    alice: Client
-    bob: Client
-
-
-@pytest.fixture
-async def people(veil_server: VeilServer, tmp_path: Path) -> AsyncIterator[People]:
-    alice = await Client.register(tmp_path / "alice", veil_server.url, "alice")
-    bob = await Client.register(tmp_path / "bob", veil_server.url, "bob")
-    try:
-        yield People(veil_server, alice, bob)
-    finally:
-        await alice.close()
-        await bob.close()
 
 
 def _file(folder: Path, name: str, size: int) -> tuple[Path, bytes]:

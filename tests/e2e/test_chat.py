@@ -10,8 +10,6 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,25 +26,7 @@ from veil.engine import (
 )
 from veil.wire.messages import Deliver
 
-from .conftest import VeilServer
-
-
-@dataclass
-class People:
-    server: VeilServer
-    alice: Client
-    bob: Client
-
-
-@pytest.fixture
-async def people(veil_server: VeilServer, tmp_path: Path) -> AsyncIterator[People]:
-    alice = await Client.register(tmp_path / "alice", veil_server.url, "alice")
-    bob = await Client.register(tmp_path / "bob", veil_server.url, "bob")
-    try:
-        yield People(veil_server, alice, bob)
-    finally:
-        await alice.close()
-        await bob.close()
+from .conftest import People, VeilServer
 
 
 def _texts(events: list[object]) -> list[str | None]:

@@ -26,10 +26,10 @@ import time
 from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final
 
 from veil.client import attachments, convert
+from veil.client.closing import AsyncClosing
 from veil.client.connection import Connection
 from veil.client.credentials import Credentials
 from veil.client.errors import ClientError, ServerError
@@ -119,7 +119,7 @@ async def _wait_mailbox(api: HttpApi, provisioning_id: str, token: str, timeout_
     raise ClientError("the link was not approved in time; start again")
 
 
-class Client:
+class Client(AsyncClosing):
     """One device profile. Use as ``async with``; :meth:`register` or :meth:`link` first."""
 
     max_file_bytes: int = attachments.MAX_FILE_BYTES
@@ -148,17 +148,8 @@ class Client:
         self._resets: dict[tuple[str, int], float] = {}
 
     # --- life cycle -----------------------------------------------------------------------
-    async def __aenter__(self) -> Client:
+    def _enter(self) -> None:
         self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def open(self) -> None:
         """Open the profile's store (created if missing)."""

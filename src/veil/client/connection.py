@@ -21,10 +21,10 @@ import logging
 import random as _random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from types import TracebackType
 from typing import Final, cast
 
 from veil.client.backoff import Backoff
+from veil.client.closing import AsyncClosing
 from veil.client.credentials import Credentials
 from veil.client.errors import ClientError, ServerError, TransportError, safe_url
 from veil.client.socket import DeviceSocket, Frame, drop_queued, websocket_url
@@ -46,7 +46,7 @@ def _fatal(error: ClientError) -> bool:
     return isinstance(error, TransportError) and error.close_code == CLOSE_REPLACED
 
 
-class Connection:
+class Connection(AsyncClosing):
     """Keeps the device's WebSocket to ``base_url`` up until :meth:`close`.
 
     Starts on first use of :meth:`frames`, :meth:`send` or :meth:`ack` (or :meth:`start`).
@@ -91,17 +91,8 @@ class Connection:
     def __repr__(self) -> str:
         return f"Connection({safe_url(self._base_url)!r}, connected={self.connected})"
 
-    async def __aenter__(self) -> Connection:
+    def _enter(self) -> None:
         self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @property
     def connected(self) -> bool:

@@ -10,13 +10,13 @@ schema raises :class:`~veil.client.errors.ProtocolError`.
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Final, TypeVar
 from urllib.parse import quote
 
 import httpx
 import msgspec
 
+from veil.client.closing import AsyncClosing
 from veil.client.credentials import Credentials
 from veil.client.errors import ProtocolError, ServerError, TooLargeError, TransportError
 from veil.wire.accounts import AccountInfo, DeviceList, RegisterRequest, RegisterResponse
@@ -64,7 +64,7 @@ def describe(exc: Exception) -> str:
     return f"network error ({type(exc).__name__})"
 
 
-class HttpApi:
+class HttpApi(AsyncClosing):
     """The HTTP API of the server at ``base_url`` (an async context manager).
 
     ``credentials`` may be set later (after :meth:`register` or :meth:`link`).
@@ -88,17 +88,6 @@ class HttpApi:
 
     def __repr__(self) -> str:
         return f"HttpApi({self.base_url!r}, credentials={self.credentials!r})"
-
-    async def __aenter__(self) -> HttpApi:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Close the connection pool (idempotent)."""

@@ -19,13 +19,13 @@ import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
-from types import TracebackType
 from typing import Final
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
+from veil.client.closing import AsyncClosing
 from veil.client.credentials import Credentials
 from veil.client.errors import ClientError, ProtocolError, ServerError, TransportError
 from veil.client.http import describe
@@ -116,7 +116,7 @@ def _close_reason(code: int | None) -> str:
     return f"connection closed (code {code})"
 
 
-class DeviceSocket:
+class DeviceSocket(AsyncClosing):
     """One live device connection; make it with :meth:`connect` (an async context manager).
 
     After the socket ends, :attr:`error` says why (``None`` if :meth:`close` ended it).
@@ -164,17 +164,6 @@ class DeviceSocket:
     def closed(self) -> bool:
         """True once the connection has ended (for any reason)."""
         return self._ended
-
-    async def __aenter__(self) -> DeviceSocket:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # --- reading --------------------------------------------------------------------------
 
