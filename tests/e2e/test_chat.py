@@ -19,10 +19,12 @@ from veil.client.convert import incoming
 from veil.client.socket import DeviceSocket
 from veil.engine import (
     DecryptFailure,
+    DeviceAdded,
     MessageReceived,
     ReceiptReceived,
     SessionReset,
     SyncedSent,
+    TypingChanged,
 )
 from veil.wire.messages import Deliver
 
@@ -326,3 +328,30 @@ def test_killing_a_listening_client_loses_and_duplicates_nothing(
     inbox = _cli(tmp_path / "bob", "inbox", "alice", "--json", "--limit", "100").stdout
     texts = [json.loads(line)["text"] for line in inbox.splitlines()]
     assert sorted(texts) == [f"n{i:02d}" for i in range(40)]
+
+
+async def test_a_new_device_is_announced_to_the_peer_and_to_the_owners_other_devices(
+    people: People, tmp_path: Path
+) -> None:
+    alice, bob = people.alice, people.bob
+    await alice.send("bob", "before")
+    assert _texts(await bob.receive()) == ["before"]
+    bob2 = await _linked(bob, tmp_path / "bob2", people.server.url)
+    try:
+        await alice.send("bob", "after")  # refused once: bob has a device alice lacks
+        added = [e for e in await alice.receive(timeout=0.5) if isinstance(e, DeviceAdded)]
+        assert added == [DeviceAdded(bob.account.account_id, 2)]
+        assert _texts(await bob2.receive()) == ["after"]
+        await bob.send("alice", "hi from bob's first device")
+        mine = [e for e in await bob.receive(timeout=0.5) if isinstance(e, DeviceAdded)]
+        assert mine == [DeviceAdded(bob.account.account_id, 2)]
+    finally:
+        await bob2.close()
+
+
+async def test_typing_indicators_reach_the_peer_and_are_not_stored(people: People) -> None:
+    await people.alice.typing("bob")
+    await people.alice.typing("bob", started=False)
+    got = [e for e in await people.bob.receive() if isinstance(e, TypingChanged)]
+    assert [e.started for e in got] == [True, False]
+    assert people.bob.messages(people.alice.account.account_id) == []

@@ -25,6 +25,7 @@ from veil.client.client import ClientEvent
 from veil.core.content import AttachmentPointer
 from veil.engine import (
     DecryptFailure,
+    DeviceAdded,
     IdentityChanged,
     MessageReceived,
     ReceiptReceived,
@@ -301,6 +302,14 @@ def _event(  # noqa: PLR0911 - one answer per event type
             "device": None,
             "timestamp": None,
         }
+    if isinstance(event, DeviceAdded):
+        return {
+            "type": "device_added",
+            "id": None,
+            "from": client.username_of(event.account_id) or event.account_id,
+            "device": event.device_id,
+            "timestamp": None,
+        }
     if isinstance(event, SessionReset):
         return {
             "type": "session_reset",
@@ -388,6 +397,8 @@ def _print_data(data: dict[str, Any], out: TextIO, as_json: bool) -> None:
         print(f"{who} {data['kind']} {len(data['ids'])} message(s)", file=out)
     elif data["type"] == "identity_changed":
         print(f"the safety number with {who} changed: verify it", file=out)
+    elif data["type"] == "device_added":
+        print(f"{who} has a new device ({data['device']})", file=out)
     elif data["type"] == "session_reset":
         side = "we could not read" if data["by_us"] else "it could not read our messages"
         print(

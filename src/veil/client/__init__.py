@@ -12,6 +12,7 @@ from veil.client.client import CaughtUp, Client, ClientEvent, SendResult
 from veil.client.errors import ClientError, ServerError, TransportError
 from veil.engine import (
     DecryptFailure,
+    DeviceAdded,
     IdentityChanged,
     MessageReceived,
     ReceiptReceived,
@@ -29,6 +30,7 @@ __all__ = [
     "ClientError",
     "ClientEvent",
     "DecryptFailure",
+    "DeviceAdded",
     "IdentityChanged",
     "MessageReceived",
     "ReceiptReceived",

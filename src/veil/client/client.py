@@ -42,6 +42,7 @@ from veil.engine import (
     Contact,
     ConversationSummary,
     DecryptFailure,
+    DeviceAdded,
     DeviceStore,
     Engine,
     Event,
@@ -146,6 +147,7 @@ class Client(AsyncClosing):
         self._tasks: set[asyncio.Task[None]] = set()
         self._own_checked = -OWN_DEVICES_RECHECK_S
         self._resets: dict[tuple[str, int], float] = {}
+        self._notices: list[Event] = []  # learned while sending; given out by events()
 
     # --- life cycle -----------------------------------------------------------------------
     def _enter(self) -> None:
@@ -410,6 +412,14 @@ class Client(AsyncClosing):
         self.engine.record_sent(contact.account_id, message, result.server_ms, "sent")
         return result
 
+    async def typing(self, who: str, started: bool = True) -> None:
+        """Tell ``who``'s devices that we started (or stopped) typing (not stored)."""
+        contact = await self.resolve(who)
+        notice = payload.Content(
+            payload.new_message_id(self._rng), self._now_ms(), typing=payload.Typing(started)
+        )
+        await self._send_content(contact.account_id, notice, sync=False)
+
     async def _bundles(self, account_id: str, device_id: int | None) -> dict[int, PreKeyBundle]:
         answer = await self._api().bundles(account_id, device_id)
         return convert.bundles(answer)
@@ -473,7 +483,8 @@ class Client(AsyncClosing):
         if now - self._own_checked < OWN_DEVICES_RECHECK_S:
             return {}
         me = self.account
-        listed = {d.device_id for d in await self.devices()} - {me.device_id}
+        devices = await self.devices()
+        listed = {d.device_id for d in devices} - {me.device_id}
         self._own_checked = now
         known = set(self.engine.devices_with_sessions(me.account_id))
         gone = sorted(known - listed)
@@ -482,6 +493,11 @@ class Client(AsyncClosing):
         bundles: dict[int, PreKeyBundle] = {}
         for device_id in sorted(listed - known):
             bundles.update(await self._bundles(me.account_id, device_id))
+        self._notices += [
+            DeviceAdded(me.account_id, d.device_id)
+            for d in devices
+            if d.device_id in listed - known and d.created_ms > me.created_ms
+        ]
         return bundles
 
     def _encrypt(
@@ -505,6 +521,8 @@ class Client(AsyncClosing):
         mismatches = exc.details.get("mismatches", [])
         for m in mismatches if isinstance(mismatches, list) else []:
             account_id = str(m["account_id"])
+            if self.engine.devices_with_sessions(account_id):
+                self._notices += [DeviceAdded(account_id, int(d)) for d in m.get("missing", [])]
             gone = [int(d) for d in m.get("extra", [])] + [int(d) for d in m.get("stale", [])]
             self.engine.forget_devices(account_id, gone)
             wanted = [int(d) for d in m.get("missing", [])] + [int(d) for d in m.get("stale", [])]
@@ -534,7 +552,11 @@ class Client(AsyncClosing):
         """
         connection = self._connection = Connection(self.account.server_url, self.credentials)
         try:
+            while self._notices:
+                yield self._notices.pop(0)
             async for frame in connection.frames():
+                while self._notices:
+                    yield self._notices.pop(0)
                 if isinstance(frame, Deliver):
                     events: list[Event] = []
                     for envelope in frame.envelopes:

@@ -17,6 +17,7 @@ from veil.engine.attachments import (
 from veil.engine.engine import Engine, OutgoingCopy, TrustMode
 from veil.engine.events import (
     DecryptFailure,
+    DeviceAdded,
     Event,
     IdentityChanged,
     IncomingEnvelope,
@@ -48,6 +49,7 @@ __all__ = [
     "Contact",
     "ConversationSummary",
     "DecryptFailure",
+    "DeviceAdded",
     "DeviceStore",
     "Engine",
     "Event",

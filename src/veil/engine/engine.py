@@ -43,6 +43,7 @@ from veil.core.signal.state import SessionRecord
 from veil.core.signal.wire import PREKEY_TYPE, WHISPER_TYPE
 from veil.engine.events import (
     DecryptFailure,
+    DeviceAdded,
     Event,
     IdentityChanged,
     IncomingEnvelope,
@@ -352,6 +353,8 @@ class Engine:
         changed: list[str] = []
         trust = self._policy(sender, decided, changed)
         record = self._record(sender, device)
+        others = [d for d in self.store.session_devices(sender) if d != device]
+        new_device = record.current is None and not record.previous and bool(others)
         if envelope.type == PREKEY_TYPE:
             result = session.decrypt_prekey(
                 record,
@@ -377,6 +380,8 @@ class Engine:
         self.store.save_session(sender, device, serialize_record(record))
         self._apply(decided)
         events: list[Event] = [IdentityChanged(a, envelope.envelope_id) for a in changed]
+        if new_device:  # a first message from another device of someone we know
+            events.append(DeviceAdded(sender, device))
         try:
             content = payload.decode_content(payload.unpad(plaintext))
         except DecodeError as exc:

@@ -100,6 +100,14 @@ class DecryptFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceAdded:
+    """``account_id`` (a peer, or our own account) has a device we had not seen before."""
+
+    account_id: str
+    device_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class SessionReset:
     """A broken session with ``account_id``'s device ``device_id`` was replaced by a new one.
 
@@ -122,4 +130,5 @@ Event = (
     | IdentityChanged
     | DecryptFailure
     | SessionReset
+    | DeviceAdded
 )
