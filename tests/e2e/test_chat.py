@@ -355,3 +355,14 @@ async def test_typing_indicators_reach_the_peer_and_are_not_stored(people: Peopl
     got = [e for e in await people.bob.receive() if isinstance(e, TypingChanged)]
     assert [e.started for e in got] == [True, False]
     assert people.bob.messages(people.alice.account.account_id) == []
+
+
+async def test_read_receipts_mark_the_senders_copies_read(people: People) -> None:
+    for text in ("one", "two"):
+        await people.alice.send("bob", text)
+    await people.bob.receive()
+    assert await people.bob.mark_read(people.alice.account.account_id) == 2
+    await people.alice.receive(timeout=0.5)
+    statuses = [m.status for m in people.alice.messages(people.bob.account.account_id)]
+    assert statuses == ["read", "read"]
+    assert await people.bob.mark_read(people.alice.account.account_id) == 0  # already read

@@ -711,8 +711,9 @@ class Client(AsyncClosing):
     async def mark_read(self, conversation: str) -> int:
         """Mark the conversation's incoming messages read and tell the sender."""
         ids = self.store.mark_read(conversation)
-        if ids:
-            await self._send_receipt(conversation, payload.RECEIPT_READ, ids)
+        step = payload.MAX_RECEIPT_IDS
+        for start in range(0, len(ids), step):  # a receipt names at most 1000 messages
+            await self._send_receipt(conversation, payload.RECEIPT_READ, ids[start : start + step])
         return len(ids)
 
 
