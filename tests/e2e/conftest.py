@@ -77,6 +77,15 @@ class VeilServer:
                 )
         return len(rows)
 
+    def stop(self) -> None:
+        """Stop the server (SIGTERM), keeping its data."""
+        _stop(self.proc)
+
+    def start(self) -> None:
+        """Start it again on the same port and data."""
+        port = int(self.url.rsplit(":", 1)[1])
+        self.proc = _start(port, self.data_dir, self.log)
+
     def swap_identity(self, account_id: str) -> None:
         """Play a man in the middle: replace the account's identity key and its device 1's
         prekeys with an attacker's own, correctly signed by the attacker's identity."""
@@ -120,17 +129,13 @@ async def people(veil_server: VeilServer, tmp_path: Path) -> AsyncIterator[Peopl
         await bob.close()
 
 
-@pytest.fixture
-def veil_server(tmp_path: Path) -> Iterator[VeilServer]:
-    """``python -m veil server`` on a free loopback port; stopped (SIGTERM) after the test."""
-    data = tmp_path / "server"
-    log = tmp_path / "server.log"
-    port = _free_port()
+def _start(port: int, data: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``python -m veil server`` on ``port`` over ``data``, once it answers."""
     env = dict(os.environ, VEIL_DATA_DIR=str(data))
     env.pop("VEIL_DATABASE_URL", None)
     env.pop("VEIL_NATS_URL", None)
     env["VEIL_RATE_LIMITS"] = "register_per_ip=100/1000"
-    with log.open("wb") as sink:
+    with log.open("ab") as sink:
         proc = subprocess.Popen(
             [sys.executable, "-m", "veil", "server", "--port", str(port), "--log-level", "info"],
             env=env,
@@ -144,18 +149,31 @@ def veil_server(tmp_path: Path) -> Iterator[VeilServer]:
             raise RuntimeError(f"the server exited: {log.read_text()}")
         with contextlib.suppress(OSError):
             urllib.request.urlopen(url + "/v1/health", timeout=1).read()
-            break
+            return proc
         if time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError("the server did not start")
         time.sleep(0.05)
-    server = VeilServer(url, data, log, proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def veil_server(tmp_path: Path) -> Iterator[VeilServer]:
+    """``python -m veil server`` on a free loopback port; stopped (SIGTERM) after the test."""
+    data = tmp_path / "server"
+    log = tmp_path / "server.log"
+    port = _free_port()
+    server = VeilServer(f"http://127.0.0.1:{port}", data, log, _start(port, data, log))
     try:
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if server.proc.poll() is None:
+            _stop(server.proc)

@@ -366,3 +366,27 @@ async def test_read_receipts_mark_the_senders_copies_read(people: People) -> Non
     statuses = [m.status for m in people.alice.messages(people.bob.account.account_id)]
     assert statuses == ["read", "read"]
     assert await people.bob.mark_read(people.alice.account.account_id) == 0  # already read
+
+
+async def test_messages_sent_while_the_server_is_down_go_out_later_in_order(
+    people: People,
+) -> None:
+    await people.alice.send("bob", "first")  # bob is a known contact from here on
+    people.server.stop()
+    queued = [await people.alice.send("bob", f"offline {i}") for i in range(3)]
+    assert all(r.queued for r in queued)
+    bob_id = people.bob.account.account_id
+    assert [m.status for m in people.alice.messages(bob_id)] == ["sent"] + ["sending"] * 3
+    people.server.start()
+    after = await people.alice.send("bob", "back online")  # the outbox goes first
+    assert not after.queued
+    assert _texts(await people.bob.receive()) == [
+        "first",
+        "offline 0",
+        "offline 1",
+        "offline 2",
+        "back online",
+    ]
+    # Stored by the server, no receipt read yet.
+    assert [m.status for m in people.alice.messages(bob_id)] == ["sent"] * 5
+    assert await people.alice.flush_outbox() == 0

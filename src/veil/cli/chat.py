@@ -236,12 +236,18 @@ async def _send(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         _json_line(
             out,
             {
-                "type": "sent",
+                "type": "queued" if result.queued else "sent",
                 "id": result.message_id.hex(),
                 "to": args.name,
                 "timestamp": result.server_ms,
                 "devices": [f"{a}.{d}" for a, d in result.devices],
             },
+        )
+    elif result.queued:
+        print(
+            f"queued for {args.name}: the server cannot be reached; it goes out with the next "
+            "veil send, receive or listen",
+            file=out,
         )
     else:
         print(f"sent to {args.name} ({len(result.devices)} devices)", file=out)

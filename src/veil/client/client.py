@@ -20,6 +20,7 @@ back to the sender.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -32,7 +33,7 @@ from veil.client import attachments, convert
 from veil.client.closing import AsyncClosing
 from veil.client.connection import Connection
 from veil.client.credentials import Credentials
-from veil.client.errors import ClientError, ServerError
+from veil.client.errors import ClientError, ServerError, TransportError
 from veil.client.http import HttpApi
 from veil.core import content as payload
 from veil.core.errors import LocalError, UntrustedIdentityError, VeilError
@@ -50,6 +51,7 @@ from veil.engine import (
     IdentityChanged,
     MessageReceived,
     MessageRecord,
+    OutboxItem,
     OutgoingCopy,
     PreKeyBundle,
     SessionReset,
@@ -101,6 +103,9 @@ class SendResult:
     server_ms: int
     devices: tuple[tuple[str, int], ...]
     duplicate: bool
+    queued: bool = False
+    """The server could not be reached: the message waits in this device's outbox and goes
+    out with the next send or receive (:meth:`Client.flush_outbox`)."""
 
 
 ClientEvent = Event | CaughtUp
@@ -402,7 +407,11 @@ class Client(AsyncClosing):
         except LocalError as exc:
             raise ClientError(f"cannot send that: {exc}") from None
         try:
+            if await self.flush_outbox() is None:  # still unreachable: keep the order
+                raise TransportError(self.account.server_url, "unreachable")
             result = await self._send_content(contact.account_id, message, sync=True)
+        except TransportError:
+            return self._queue(contact.account_id, message)
         except UntrustedIdentityError:
             self.engine.record_sent(contact.account_id, message, None, "failed")
             raise UntrustedPeerError(contact.username) from None
@@ -411,6 +420,48 @@ class Client(AsyncClosing):
             raise
         self.engine.record_sent(contact.account_id, message, result.server_ms, "sent")
         return result
+
+    def _queue(self, conversation: str, message: payload.Content) -> SendResult:
+        """Keep a message that could not reach the server, to send it later (in order)."""
+        with self.store.transaction():
+            self.store.enqueue(
+                OutboxItem(
+                    None,
+                    conversation,
+                    message.message_id,
+                    payload.encode_content(message),
+                    self._now_ms(),
+                )
+            )
+        self.engine.record_sent(conversation, message, None, "sending")
+        return SendResult(conversation, message.message_id, 0, (), False, queued=True)
+
+    async def flush_outbox(self) -> int | None:
+        """Send what waits in the outbox, oldest first; how many went out, or ``None`` if the
+        server is still unreachable (the rest stays queued). A message the server refuses
+        for good (e.g. the recipient's account is gone) is marked ``failed``."""
+        sent = 0
+        for item in self.store.outbox():
+            assert item.item_id is not None
+            message = payload.decode_content(item.content)
+            try:
+                # The message id is the idempotency key: a send that reached the server
+                # before the connection broke is not stored twice.
+                result = await self._send_content(item.conversation, message, sync=True)
+            except TransportError:
+                with self.store.transaction():
+                    self.store.bump_outbox(item.item_id)
+                return None
+            except ClientError as exc:
+                log.warning("a queued message could not be sent: %s", exc)
+                status, server_ms = "failed", None
+            else:
+                status, server_ms = "sent", result.server_ms
+                sent += 1
+            with self.store.transaction():
+                self.store.remove_outbox(item.item_id)
+            self.engine.record_sent(item.conversation, message, server_ms, status)
+        return sent
 
     async def typing(self, who: str, started: bool = True) -> None:
         """Tell ``who``'s devices that we started (or stopped) typing (not stored)."""
@@ -552,6 +603,8 @@ class Client(AsyncClosing):
         """
         connection = self._connection = Connection(self.account.server_url, self.credentials)
         try:
+            with contextlib.suppress(ClientError):
+                await self.flush_outbox()
             while self._notices:
                 yield self._notices.pop(0)
             async for frame in connection.frames():

@@ -41,6 +41,7 @@ from veil.store import (
     DeviceStore,
     IdentityRecord,
     MessageRecord,
+    OutboxItem,
     StoreError,
 )
 
@@ -60,6 +61,7 @@ __all__ = [
     "KeyBatch",
     "MessageReceived",
     "MessageRecord",
+    "OutboxItem",
     "OutgoingCopy",
     "PreKeyBundle",
     "PublicKyberPreKey",
