@@ -390,3 +390,45 @@ async def test_messages_sent_while_the_server_is_down_go_out_later_in_order(
     # Stored by the server, no receipt read yet.
     assert [m.status for m in people.alice.messages(bob_id)] == ["sent"] * 5
     assert await people.alice.flush_outbox() == 0
+
+
+def test_the_cli_links_a_second_device(veil_server: VeilServer, tmp_path: Path) -> None:
+    """``veil link`` prints a veil-link code (and a QR); ``veil devices approve`` on the first
+    device links it; the new device then receives what is sent to the account."""
+    alice, phone, bob = tmp_path / "alice", tmp_path / "phone", tmp_path / "bob"
+    _cli(alice, "register", "alice", "--server", veil_server.url)
+    _cli(bob, "register", "bob", "--server", veil_server.url)
+    link = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "veil",
+            "--profile",
+            str(phone),
+            "link",
+            "--server",
+            veil_server.url,
+            "--device-name",
+            "phone",
+            "--timeout",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert link.stdout is not None
+    code = ""
+    for line in link.stdout:
+        if "veil devices approve" in line:
+            code = line.split("approve", 1)[1].strip()
+            break
+    assert code.startswith("veil-link:")
+    assert "approved" in _cli(alice, "devices", "approve", code).stdout
+    rest = link.stdout.read()
+    assert link.wait(60) == 0 and "linked as device 2 of alice" in rest
+    assert any(block in rest for block in "\u2580\u2584\u2588")  # the QR after the code
+    _cli(bob, "send", "alice", "to both of alice's devices")
+    for profile in (alice, phone):
+        events = [json.loads(x) for x in _cli(profile, "receive", "--json").stdout.splitlines()]
+        texts = [e["text"] for e in events if e["type"] == "message"]
+        assert texts == ["to both of alice's devices"], profile

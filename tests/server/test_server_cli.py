@@ -197,7 +197,7 @@ def test_help() -> None:
         assert flag in result.stdout
     result = run_veil("server", "migrate", "--help")
     assert result.returncode == 0, result.stderr
-    assert "--data-dir" in result.stdout
+    assert "--data-dir" in result.stdout and "--data DIR" in result.stdout  # --data: alias
 
 
 def test_bad_setting_exits_2() -> None:

@@ -69,6 +69,7 @@ def add_chat_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
     link.add_argument(
         "--timeout", type=float, default=600.0, help="seconds to wait for approval (default 600)"
     )
+    link.add_argument("--no-qr", action="store_true", help="do not draw the QR code")
     link.set_defaults(handler=_sync(_link))
 
     send = commands.add_parser(
@@ -196,7 +197,11 @@ async def _link(client: Client, args: argparse.Namespace, out: TextIO) -> int:
 
     def show(uri: str) -> None:
         print("on a device of this account, run:", file=out)
-        print(f"  veil devices approve {uri}", file=out, flush=True)
+        print(f"  veil devices approve {uri}", file=out)
+        if not args.no_qr:
+            print("(or scan this code with it)", file=out)
+            segno.make(uri, error="m", micro=False).terminal(out=out, compact=True)
+        out.flush()
 
     linked = await Client.link(
         client.profile, args.server, device_name=args.device_name, show=show, timeout_s=args.timeout

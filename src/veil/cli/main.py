@@ -106,6 +106,7 @@ def _add_server_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
     )
     parser.add_argument(
         "--data-dir",
+        "--data",
         dest="data_dir",
         metavar="DIR",
         default=default,
