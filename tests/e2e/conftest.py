@@ -129,6 +129,21 @@ async def people(veil_server: VeilServer, tmp_path: Path) -> AsyncIterator[Peopl
         await bob.close()
 
 
+def veil_cli(profile: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``veil --profile PROFILE ARGS...`` as a separate process; checks exit 0 unless
+    ``check`` is false."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "veil", "--profile", str(profile), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
 def _start(port: int, data: Path, log: Path) -> subprocess.Popen[bytes]:
     """``python -m veil server`` on ``port`` over ``data``, once it answers."""
     env = dict(os.environ, VEIL_DATA_DIR=str(data))

@@ -12,8 +12,6 @@ import dataclasses
 import json
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,7 +26,7 @@ from veil.client import attachments as client_attachments
 from veil.client.attachments import safe_file_name
 from veil.engine import MessageReceived
 
-from .conftest import People, VeilServer
+from .conftest import People, VeilServer, veil_cli
 
 MARKER = b"VEIL-ATTACHMENT-PLAINTEXT-MARKER-0123456789-abcdefghijklmnopqrst"
 assert len(MARKER) == 64
@@ -253,34 +251,23 @@ def test_a_long_name_keeps_its_extension() -> None:
     assert name[:-5] == "é" * ((120 - 5) // 2)
 
 
-def _cli(profile: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "veil", "--profile", str(profile), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
-
-
 def test_the_cli_sends_and_downloads_a_file(veil_server: VeilServer, tmp_path: Path) -> None:
     alice, bob = tmp_path / "alice", tmp_path / "bob"
-    _cli(alice, "register", "alice", "--server", veil_server.url)
-    _cli(bob, "register", "bob", "--server", veil_server.url)
+    veil_cli(alice, "register", "alice", "--server", veil_server.url)
+    veil_cli(bob, "register", "bob", "--server", veil_server.url)
     path, data = _file(tmp_path, "notes.txt", 200_000)
 
     for wrong in (["bob"], ["bob", "hi", "--file", str(path)], ["bob", "hi", "--caption", "x"]):
-        usage = _cli(alice, "send", *wrong, check=False)
+        usage = veil_cli(alice, "send", *wrong, check=False)
         assert usage.returncode == 2 and "usage: veil send" in usage.stderr, wrong
 
     sent = json.loads(
-        _cli(alice, "send", "bob", "--file", str(path), "--caption", "my notes", "--json").stdout
+        veil_cli(
+            alice, "send", "bob", "--file", str(path), "--caption", "my notes", "--json"
+        ).stdout
     )
     assert sent["type"] == "sent"
-    lines = _cli(bob, "receive", "--json", "--download").stdout.splitlines()
+    lines = veil_cli(bob, "receive", "--json", "--download").stdout.splitlines()
     [event] = [json.loads(x) for x in lines if json.loads(x)["type"] == "message"]
     assert event["id"] == sent["id"] and event["text"] == "my notes"
     shown = event["attachment"]
@@ -293,13 +280,13 @@ def test_the_cli_sends_and_downloads_a_file(veil_server: VeilServer, tmp_path: P
     assert saved.read_bytes() == data
     assert saved.parent == bob / "attachments"
 
-    inbox = [json.loads(x) for x in _cli(bob, "inbox", "alice", "--json").stdout.splitlines()]
+    inbox = [json.loads(x) for x in veil_cli(bob, "inbox", "alice", "--json").stdout.splitlines()]
     assert inbox[-1]["attachment"]["path"] == str(saved)
-    assert "notes.txt" in _cli(bob, "inbox", "alice").stdout
+    assert "notes.txt" in veil_cli(bob, "inbox", "alice").stdout
 
     # Plain text output, without --download: the file is announced, not fetched.
-    _cli(alice, "send", "bob", "--file", str(path))
-    text = _cli(bob, "receive").stdout
+    veil_cli(alice, "send", "bob", "--file", str(path))
+    text = veil_cli(bob, "receive").stdout
     assert "[file 'notes.txt' (200000 bytes, text/plain)]" in text
     assert "saved to" not in text
     assert sorted(p.name for p in (bob / "attachments").iterdir()) == ["notes.txt"]

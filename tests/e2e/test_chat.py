@@ -28,7 +28,7 @@ from veil.engine import (
 )
 from veil.wire.messages import Deliver
 
-from .conftest import People, VeilServer
+from .conftest import People, VeilServer, veil_cli
 
 
 def _texts(events: list[object]) -> list[str | None]:
@@ -149,44 +149,32 @@ async def test_a_changed_identity_key_is_refused_in_strict_mode_and_announced_in
             await c.close()
 
 
-def _cli(profile: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "veil", "--profile", str(profile), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
-
-
 def test_the_cli_contract(veil_server: VeilServer, tmp_path: Path) -> None:
     alice, bob = tmp_path / "alice", tmp_path / "bob"
     assert (
-        "registered alice" in _cli(alice, "register", "alice", "--server", veil_server.url).stdout
+        "registered alice"
+        in veil_cli(alice, "register", "alice", "--server", veil_server.url).stdout
     )
-    _cli(bob, "register", "bob", "--server", veil_server.url)
-    sent = json.loads(_cli(alice, "send", "bob", "hello from the cli", "--json").stdout)
+    veil_cli(bob, "register", "bob", "--server", veil_server.url)
+    sent = json.loads(veil_cli(alice, "send", "bob", "hello from the cli", "--json").stdout)
     assert sent["type"] == "sent" and len(sent["id"]) == 32
-    lines = _cli(bob, "receive", "--json").stdout.splitlines()
+    lines = veil_cli(bob, "receive", "--json").stdout.splitlines()
     [event] = [json.loads(line) for line in lines]
     assert event["type"] == "message"
     assert event["from"] == "alice" and event["text"] == "hello from the cli"
     assert event["id"] == sent["id"] and event["device"] == 1 and event["timestamp"] > 0
-    inbox = [json.loads(x) for x in _cli(bob, "inbox", "--json").stdout.splitlines()]
+    inbox = [json.loads(x) for x in veil_cli(bob, "inbox", "--json").stdout.splitlines()]
     assert inbox[0]["with"] == "alice" and inbox[0]["messages"] == 1
-    failed = _cli(alice, "send", "nobody-here", "hi", check=False)
+    failed = veil_cli(alice, "send", "nobody-here", "hi", check=False)
     assert failed.returncode == 1 and failed.stderr.startswith("veil: ")
     assert len(failed.stderr.strip().splitlines()) == 1
-    safety_a = _cli(alice, "safety-number", "bob", "--json").stdout
-    safety_b = _cli(bob, "safety-number", "alice", "--json").stdout
+    safety_a = veil_cli(alice, "safety-number", "bob", "--json").stdout
+    safety_b = veil_cli(bob, "safety-number", "alice", "--json").stdout
     assert json.loads(safety_a)["digits"] == json.loads(safety_b)["digits"]
-    drawn = _cli(alice, "safety-number", "bob").stdout
+    drawn = veil_cli(alice, "safety-number", "bob").stdout
     assert json.loads(safety_a)["digits"][:5] in drawn and "\u2588" in drawn  # digits and a QR
-    assert "verified" in _cli(alice, "verify", "bob").stdout
-    devices = [json.loads(x) for x in _cli(alice, "devices", "--json").stdout.splitlines()]
+    assert "verified" in veil_cli(alice, "verify", "bob").stdout
+    devices = [json.loads(x) for x in veil_cli(alice, "devices", "--json").stdout.splitlines()]
     assert devices == [devices[0]] and devices[0]["this"] is True
 
 
@@ -322,10 +310,10 @@ def test_killing_a_listening_client_loses_and_duplicates_nothing(
             break
     listen.kill()
     listen.wait()
-    after = _cli(tmp_path / "bob", "receive", "--json", "--timeout", "1").stdout.splitlines()
+    after = veil_cli(tmp_path / "bob", "receive", "--json", "--timeout", "1").stdout.splitlines()
     shown += [e["id"] for e in map(json.loads, after) if e["type"] == "message"]
     assert len(shown) == len(set(shown)), "a message was shown twice"
-    inbox = _cli(tmp_path / "bob", "inbox", "alice", "--json", "--limit", "100").stdout
+    inbox = veil_cli(tmp_path / "bob", "inbox", "alice", "--json", "--limit", "100").stdout
     texts = [json.loads(line)["text"] for line in inbox.splitlines()]
     assert sorted(texts) == [f"n{i:02d}" for i in range(40)]
 
@@ -396,8 +384,8 @@ def test_the_cli_links_a_second_device(veil_server: VeilServer, tmp_path: Path) 
     """``veil link`` prints a veil-link code (and a QR); ``veil devices approve`` on the first
     device links it; the new device then receives what is sent to the account."""
     alice, phone, bob = tmp_path / "alice", tmp_path / "phone", tmp_path / "bob"
-    _cli(alice, "register", "alice", "--server", veil_server.url)
-    _cli(bob, "register", "bob", "--server", veil_server.url)
+    veil_cli(alice, "register", "alice", "--server", veil_server.url)
+    veil_cli(bob, "register", "bob", "--server", veil_server.url)
     link = subprocess.Popen(
         [
             sys.executable,
@@ -423,12 +411,12 @@ def test_the_cli_links_a_second_device(veil_server: VeilServer, tmp_path: Path) 
             code = line.split("approve", 1)[1].strip()
             break
     assert code.startswith("veil-link:")
-    assert "approved" in _cli(alice, "devices", "approve", code).stdout
+    assert "approved" in veil_cli(alice, "devices", "approve", code).stdout
     rest = link.stdout.read()
     assert link.wait(60) == 0 and "linked as device 2 of alice" in rest
     assert any(block in rest for block in "\u2580\u2584\u2588")  # the QR after the code
-    _cli(bob, "send", "alice", "to both of alice's devices")
+    veil_cli(bob, "send", "alice", "to both of alice's devices")
     for profile in (alice, phone):
-        events = [json.loads(x) for x in _cli(profile, "receive", "--json").stdout.splitlines()]
+        events = [json.loads(x) for x in veil_cli(profile, "receive", "--json").stdout.splitlines()]
         texts = [e["text"] for e in events if e["type"] == "message"]
         assert texts == ["to both of alice's devices"], profile

@@ -424,19 +424,20 @@ async def fetch_envelopes(
         after_id,
         limit,
     )
-    return [
-        Envelope(
-            envelope_id=int(row["envelope_id"]),
-            account_id=account_id,
-            device_id=device_id,
-            sender_account_id=str(row["sender_account_id"]),
-            sender_device_id=int(row["sender_device_id"]),
-            server_ms=int(row["server_ms"]),
-            type=int(row["type"]),
-            content=bytes(row["content"]),
-        )
-        for row in rows
-    ]
+    return [_envelope(row, account_id, device_id) for row in rows]
+
+
+def _envelope(row: Any, account_id: str, device_id: int) -> Envelope:
+    return Envelope(
+        envelope_id=int(row["envelope_id"]),
+        account_id=account_id,
+        device_id=device_id,
+        sender_account_id=str(row["sender_account_id"]),
+        sender_device_id=int(row["sender_device_id"]),
+        server_ms=int(row["server_ms"]),
+        type=int(row["type"]),
+        content=bytes(row["content"]),
+    )
 
 
 async def ack_envelopes(conn: Any, account_id: str, device_id: int, ids: Sequence[int]) -> int:
@@ -559,17 +560,5 @@ async def fetch_batch(conn: Any, requests: Sequence[FetchRequest]) -> list[list[
     rows = await conn.fetch(_FETCH_MANY, keys, accounts, devices, afters, limits)
     for row in rows:
         k = int(row["k"])
-        account_id, device_id = requests[k][0], requests[k][1]
-        out[k].append(
-            Envelope(
-                envelope_id=int(row["envelope_id"]),
-                account_id=account_id,
-                device_id=device_id,
-                sender_account_id=str(row["sender_account_id"]),
-                sender_device_id=int(row["sender_device_id"]),
-                server_ms=int(row["server_ms"]),
-                type=int(row["type"]),
-                content=bytes(row["content"]),
-            )
-        )
+        out[k].append(_envelope(row, requests[k][0], requests[k][1]))
     return out
