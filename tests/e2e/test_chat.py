@@ -174,6 +174,10 @@ def test_the_cli_contract(veil_server: VeilServer, tmp_path: Path) -> None:
     drawn = veil_cli(alice, "safety-number", "bob").stdout
     assert json.loads(safety_a)["digits"][:5] in drawn and "\u2588" in drawn  # digits and a QR
     assert "verified" in veil_cli(alice, "verify", "bob").stdout
+    nobody = tmp_path / "nobody"
+    missing = veil_cli(nobody, "inbox", check=False)
+    assert missing.returncode == 1 and "run register or link first" in missing.stderr
+    assert not nobody.exists()  # nothing left behind
     devices = [json.loads(x) for x in veil_cli(alice, "devices", "--json").stdout.splitlines()]
     assert devices == [devices[0]] and devices[0]["this"] is True
 

@@ -412,6 +412,25 @@ async def test_two_apps_on_one_database_share_one_budget(pg_dsn: str) -> None:
             await repo.close()
 
 
+@pytest.mark.postgres
+async def test_linking_code_guesses_share_one_budget_across_processes(pg_dsn: str) -> None:
+    clock = Clock()
+    repos = [await PostgresRepository.connect(pg_dsn) for _ in range(2)]
+    try:
+        a, b = (build(repo, clock, link_per_ip=(0.5, 2.0)) for repo in repos)
+        guess = {"account_id": "a" * 32, "code": "x" * 22, "registration_id": 1}
+        async with client(a) as ca, client(b) as cb:
+            assert (await ca.post("/v1/devices/link", json=guess)).status_code == 403
+            assert (await cb.post("/v1/devices/link", json=guess)).status_code == 403
+            assert_limited(await ca.post("/v1/devices/link", json=guess))
+            assert_limited(await cb.post("/v1/devices/link", json=guess))
+            clock.now += 2.0
+            assert (await cb.post("/v1/devices/link", json=guess)).status_code == 403
+    finally:
+        for repo in repos:
+            await repo.close()
+
+
 # --- configuration ------------------------------------------------------------------------------
 
 

@@ -56,7 +56,7 @@ def add_chat_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
     register.add_argument("name", help="the username (letters, digits, _ . -)")
     register.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8080")
     register.add_argument("--device-name", default="", help="a name for this device")
-    register.set_defaults(handler=_sync(_register))
+    register.set_defaults(handler=_sync(_register, creates=True))
 
     link = commands.add_parser(
         "link",
@@ -70,7 +70,7 @@ def add_chat_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "--timeout", type=float, default=600.0, help="seconds to wait for approval (default 600)"
     )
     link.add_argument("--no-qr", action="store_true", help="do not draw the QR code")
-    link.set_defaults(handler=_sync(_link))
+    link.set_defaults(handler=_sync(_link, creates=True))
 
     send = commands.add_parser(
         "send",
@@ -158,11 +158,22 @@ def add_chat_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
     verify.set_defaults(handler=_sync(_verify))
 
 
-def _sync(command: Callable[[Client, argparse.Namespace, TextIO], Awaitable[int]]) -> Handler:
-    """Run an async command on the profile's client; errors become one line on stderr."""
+def _sync(
+    command: Callable[[Client, argparse.Namespace, TextIO], Awaitable[int]],
+    *,
+    creates: bool = False,
+) -> Handler:
+    """Run an async command on the profile's client; errors become one line on stderr.
+
+    Only commands that ``creates`` a profile (register, link) may start one; the others
+    refuse a profile folder with no device store instead of leaving an empty one behind.
+    """
 
     def run(args: argparse.Namespace, out: TextIO) -> int:
         profile = Path(args.profile).expanduser() if args.profile else default_profile()
+        if not creates and not Client.profile_exists(profile):
+            print(f"veil: no profile at {profile}: run register or link first", file=sys.stderr)
+            return 1
 
         async def main() -> int:
             async with Client(profile, trust="strict" if args.strict else "tofu") as client:

@@ -158,6 +158,11 @@ class Client(AsyncClosing):
     def _enter(self) -> None:
         self.open()
 
+    @staticmethod
+    def profile_exists(profile: str | os.PathLike[str]) -> bool:
+        """Whether ``profile`` holds a device (a store), without creating anything."""
+        return DeviceStore.exists(Path(profile).expanduser())
+
     def open(self) -> None:
         """Open the profile's store (created if missing)."""
         if self._store is None:

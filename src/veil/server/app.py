@@ -39,6 +39,7 @@ from veil.server.provisioning import ProvisioningService
 from veil.server.ratelimit import (
     AUTH_FAILURES_PER_IP,
     BUNDLES_PER_DEVICE,
+    LINK_PER_IP,
     PER_ACCOUNT,
     PER_IP,
     REGISTER_PER_IP,
@@ -85,7 +86,7 @@ class Limits:
     provisioning_per_ip: Rate = (0.2, 20.0)
     """New-device mailboxes (``POST /v1/provisioning``), per address; in memory."""
     link_per_ip: Rate = (0.1, 10.0)
-    """Linking attempts (``POST /v1/devices/link``: code guesses), per address; in memory."""
+    """Linking attempts (``POST /v1/devices/link``: code guesses), per address; shared."""
 
     def __post_init__(self) -> None:
         for name, rate in self.rates().items():
@@ -189,7 +190,6 @@ class _Api:
         self.accounts = AccountService(repo, wall_ms)
         self.provisioning = ProvisioningService(repo, wall_ms)
         self.provisioning_limiter = RateLimiter(*limits.provisioning_per_ip, clock)
-        self.link_limiter = RateLimiter(*limits.link_per_ip, clock)
         blob_store = default_blob_store(repo) if blobs is None else blobs
         self.attachments = AttachmentService(repo, blob_store, wall_ms, attachments)
         self.sweeper = Sweeper(repo, self.attachments, wall_ms)
@@ -197,6 +197,8 @@ class _Api:
         memory = MemoryLimiter({k: rates[k] for k in (PER_IP, PER_ACCOUNT)}, clock)
         shared_rates = {k: rates[k] for k in (REGISTER_PER_IP, BUNDLES_PER_DEVICE)}
         shared_rates[AUTH_FAILURES_PER_IP] = rates[AUTH_FAILURES_PER_IP]
+        # Linking codes are guessed through this route: the budget must hold across processes.
+        shared_rates[LINK_PER_IP] = rates[LINK_PER_IP]
         shared = shared_limiter(
             repo, shared_rates, clock=clock, wall_clock=lambda: wall_ms() / 1000
         )
@@ -314,7 +316,11 @@ class _Api:
         return _json(await self.provisioning.new_code(await self.caller(request)), 201)
 
     async def link_device(self, request: Request) -> Response:
-        self._limit_address(self.link_limiter, request)
+        wait = await self.throttle.shared.take(
+            LINK_PER_IP, self.throttle.addresses.of(request.scope)
+        )
+        if wait:
+            raise errors.rate_limited(round(wait, 3))
         return _json(await self.provisioning.link(await _body(request, LinkRequest)), 201)
 
     async def upload_attachment(self, request: Request) -> Response:

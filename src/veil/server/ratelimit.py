@@ -35,7 +35,7 @@ AUTH_FAILURES_PER_IP: Final = "auth_failures_per_ip"
 PROVISIONING_PER_IP: Final = "provisioning_per_ip"
 """Provisioning mailboxes opened, per client address; in memory (set up in ``app``)."""
 LINK_PER_IP: Final = "link_per_ip"
-"""Device-linking attempts, per client address; in memory (set up in ``app``)."""
+"""Device-linking attempts (guesses of linking codes), per client address; shared."""
 SCOPES: Final = (
     PER_IP,
     PER_ACCOUNT,

@@ -17,7 +17,7 @@ from veil.store.delivery import DeliveryStore
 from veil.store.keys import KeyStore
 from veil.store.messages import MessageStore
 from veil.store.peers import PeerStore
-from veil.store.schema import connect, schema_version
+from veil.store.schema import DB_NAME, connect, schema_version
 
 
 class DeviceStore(KeyStore, PeerStore, MessageStore, DeliveryStore):
@@ -26,6 +26,11 @@ class DeviceStore(KeyStore, PeerStore, MessageStore, DeliveryStore):
     Every method runs inside the caller's :meth:`transaction` if there is one, else in a
     transaction of its own. Usable as a context manager (closes on exit).
     """
+
+    @staticmethod
+    def exists(profile: Path) -> bool:
+        """Whether ``profile`` holds a device store (without creating anything)."""
+        return (profile / DB_NAME).is_file()
 
     @classmethod
     def open(cls, profile: Path) -> DeviceStore:
