@@ -77,6 +77,12 @@ class VeilServer:
                 )
         return len(rows)
 
+    def drop_keys(self, account_id: str) -> None:
+        """Forget every prekey the server holds for the account's devices."""
+        with contextlib.closing(self._sql()) as db, db:
+            for table in ("signed_prekeys", "kyber_prekeys", "one_time_prekeys"):
+                db.execute(f"DELETE FROM {table} WHERE account_id = ?", (account_id,))
+
     def stop(self) -> None:
         """Stop the server (SIGTERM), keeping its data."""
         _stop(self.proc)

@@ -424,3 +424,17 @@ def test_the_cli_links_a_second_device(veil_server: VeilServer, tmp_path: Path) 
         events = [json.loads(x) for x in veil_cli(profile, "receive", "--json").stdout.splitlines()]
         texts = [e["text"] for e in events if e["type"] == "message"]
         assert texts == ["to both of alice's devices"], profile
+
+
+async def test_a_device_whose_keys_never_arrived_publishes_them_when_it_connects(
+    people: People,
+) -> None:
+    # As if bob's first key upload had been lost: the server holds no prekeys for him.
+    people.server.drop_keys(people.bob.account.account_id)
+    with pytest.raises(ServerError) as refused:
+        await people.alice.send("bob", "hello?")
+    assert refused.value.status == 404
+    await people.bob.receive()  # connecting: "keys low (0, 0)" -> a full upload
+    await people.bob.settle()
+    await people.alice.send("bob", "hello again")
+    assert _texts(await people.bob.receive()) == ["hello again"]

@@ -171,10 +171,14 @@ class Client(AsyncClosing):
                 self._store, rng=self._rng, now_ms=self._now_ms, trust=self._trust
             )
 
+    async def settle(self) -> None:
+        """Wait for the background work started so far (receipts, prekey uploads)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def close(self) -> None:
         """Finish background work, close the connection and the store."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.settle()
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
@@ -327,10 +331,17 @@ class Client(AsyncClosing):
             raise ClientError(f"that is not a link code: {exc}") from None
         await self._api().put_mailbox(provisioning_id, sealed)
 
-    async def replenish_keys(self) -> None:
-        """Upload a new batch of one-time prekeys (the server said they run low)."""
-        batch = self.engine.more_prekeys()
+    async def replenish_keys(self, *, everything: bool = False) -> None:
+        """Upload a new batch of one-time prekeys (the server said they run low); with
+        ``everything`` a whole new set (the server holds none: an earlier upload failed)."""
+        batch = self.engine.more_prekeys(everything=everything)
         await self._api().upload_keys(convert.key_upload(batch))
+
+    async def _replenish(self, *, everything: bool) -> None:
+        try:
+            await self.replenish_keys(everything=everything)
+        except ClientError as exc:  # the server asks again on the next connection
+            log.warning("could not upload prekeys: %s", exc)
 
     # --- people ---------------------------------------------------------------------------
     async def resolve(self, who: str) -> Contact:
@@ -630,7 +641,8 @@ class Client(AsyncClosing):
                 elif isinstance(frame, QueueEmpty):
                     yield CaughtUp()
                 elif isinstance(frame, KeysLow):
-                    self._spawn(self.replenish_keys())
+                    empty = frame.one_time_prekeys == 0 and frame.kyber_prekeys == 0
+                    self._spawn(self._replenish(everything=empty))
         finally:
             await connection.close()
             if self._connection is connection:

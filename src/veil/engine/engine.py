@@ -53,7 +53,7 @@ from veil.engine.events import (
     SyncedSent,
     TypingChanged,
 )
-from veil.engine.keys import KeyBatch, StorePreKeys, one_time_prekeys
+from veil.engine.keys import KeyBatch, StorePreKeys, new_account_keys, one_time_prekeys
 from veil.store import AccountRecord, DeviceStore, IdentityRecord, MessageRecord
 
 TrustMode = Literal["strict", "tofu"]
@@ -155,10 +155,14 @@ class Engine:
         account = self.account
         return session.LocalIdentity(PrivateKey(account.identity_private), account.registration_id)
 
-    def more_prekeys(self) -> KeyBatch:
-        """A new batch of one-time prekeys (stored; the caller uploads the public halves)."""
+    def more_prekeys(self, *, everything: bool = False) -> KeyBatch:
+        """A new batch of one-time prekeys (stored; the caller uploads the public halves);
+        with ``everything``, also a new signed prekey and last-resort Kyber key (for a device
+        whose first upload never arrived: the server has nothing to hand out)."""
         identity = PrivateKey(self.account.identity_private)
         with self.store.transaction():
+            if everything:
+                return new_account_keys(self.store, identity, self.rng, self.now_ms())
             return one_time_prekeys(self.store, identity, self.rng, self.now_ms())
 
     # --- trust ----------------------------------------------------------------------------

@@ -214,9 +214,12 @@ class _Connection:
         self._task = asyncio.current_task()
         stream = self._stream = DeviceStream(hub.repo, self.key, self.push)
         hub.notifier.register(self.key, self)
-        stream.start(self._push_failed)
         if hub.key_counts is not None:
-            self.keys_low()
+            # Before the backlog: a device that only fetches what is waiting and leaves
+            # (``veil receive``) still learns that it must upload prekeys.
+            with contextlib.suppress(Exception):
+                await self._tell_keys_low()
+        stream.start(self._push_failed)
         try:
             await self._read(receive, stream)
         except asyncio.CancelledError:
