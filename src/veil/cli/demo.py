@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -20,6 +21,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from types import FrameType
 from typing import TextIO
 
 from veil.client import Client
@@ -64,6 +66,10 @@ def _wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the server did not answer within 30 s")
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(args: argparse.Namespace, out: TextIO) -> int:
     """Run the demo (see the module docstring)."""
     if not _port_free(args.port):
@@ -72,6 +78,7 @@ def run_demo(args: argparse.Namespace, out: TextIO) -> int:
     data = Path(args.data_dir or tempfile.mkdtemp(prefix="veil-demo-server-"))
     profiles = Path(tempfile.mkdtemp(prefix="veil-demo-profiles-"))
     url = f"http://127.0.0.1:{args.port}"
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the server too, as Ctrl-C does
     env = dict(os.environ, VEIL_DATA_DIR=str(data))
     env.pop("VEIL_DATABASE_URL", None)
     print(f"[1/4] starting veil server on {url} (data in {data})", file=out, flush=True)
