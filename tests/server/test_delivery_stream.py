@@ -60,7 +60,7 @@ async def test_short_batch_is_not_read_again_and_in_flight_rows_are_not_pushed_t
     for i in (1, 2):
         queue.add(i)
     stream, frames = await _run(queue)
-    task = asyncio.create_task(stream.run())
+    failures = _start(stream)
     await asyncio.sleep(0.05)
     assert [type(f) for f in frames] == [Deliver, QueueEmpty]
     assert len(queue.fetches) == 1  # the short batch drained the queue: no second read
@@ -74,9 +74,7 @@ async def test_short_batch_is_not_read_again_and_in_flight_rows_are_not_pushed_t
     else:
         assert queue.fetches[1][0] == 0
     await stream.ack([1, 2, 3])
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    _stop(stream, failures)
 
 
 async def test_full_batch_reads_on() -> None:
@@ -84,13 +82,23 @@ async def test_full_batch_reads_on() -> None:
     for i in range(1, 7):
         queue.add(i)
     stream, frames = await _run(queue)
-    task = asyncio.create_task(stream.run())
+    failures = _start(stream)
     await asyncio.sleep(0.05)
     assert [len(f.envelopes) for f in frames if isinstance(f, Deliver)] == [4, 2]
     assert isinstance(frames[-1], QueueEmpty)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    _stop(stream, failures)
+
+
+def _start(stream: DeviceStream) -> list[BaseException]:
+    """Push on demand, as a connection does; failures are collected."""
+    failures: list[BaseException] = []
+    stream.start(failures.append)
+    return failures
+
+
+def _stop(stream: DeviceStream, failures: list[BaseException]) -> None:
+    stream.stop()
+    assert failures == []
 
 
 def _hold_reads(queue: FakeQueue) -> asyncio.Event:
@@ -116,7 +124,7 @@ async def test_offers_after_a_drained_read_are_pushed_from_memory() -> None:
     queue = FakeQueue(True)
     queue.add(1)
     stream, frames = await _run(queue)
-    task = asyncio.create_task(stream.run())
+    failures = _start(stream)
     await asyncio.sleep(0.05)
     for i in range(2, 12):  # committed (the fake has them) and offered, in order
         queue.add(i)
@@ -125,9 +133,7 @@ async def test_offers_after_a_drained_read_are_pushed_from_memory() -> None:
     assert _delivered(frames) == list(range(1, 12))
     assert len(queue.fetches) == 1  # no read per delivery
     assert sum(isinstance(f, QueueEmpty) for f in frames) == 1
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    _stop(stream, failures)
 
 
 async def test_offers_made_during_a_read_are_neither_lost_nor_doubled() -> None:
@@ -135,7 +141,7 @@ async def test_offers_made_during_a_read_are_neither_lost_nor_doubled() -> None:
     release = _hold_reads(queue)
     queue.add(1)
     stream, frames = await _run(queue)
-    task = asyncio.create_task(stream.run())
+    failures = _start(stream)
     await asyncio.sleep(0.02)
     stream.offer(queue.rows[1])  # committed before the snapshot: also in the read
     queue.add(2)  # committed after the snapshot: only offered
@@ -143,16 +149,14 @@ async def test_offers_made_during_a_read_are_neither_lost_nor_doubled() -> None:
     release.set()
     await asyncio.sleep(0.05)
     assert _delivered(frames) == [1, 2]
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    _stop(stream, failures)
 
 
 async def test_a_poke_during_a_read_forces_another_read() -> None:
     queue = FakeQueue(True)
     release = _hold_reads(queue)
     stream, frames = await _run(queue)
-    task = asyncio.create_task(stream.run())
+    failures = _start(stream)
     await asyncio.sleep(0.02)
     queue.add(5)  # stored by someone who only pokes (another process)
     stream.poke()
@@ -160,15 +164,13 @@ async def test_a_poke_during_a_read_forces_another_read() -> None:
     await asyncio.sleep(0.05)
     assert _delivered(frames) == [5]
     assert len(queue.fetches) == 2
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    _stop(stream, failures)
 
 
 async def test_offers_beyond_the_window_fall_back_to_reading() -> None:
     queue = FakeQueue(True)
     stream, frames = await _run(queue, window=4)
-    task = asyncio.create_task(stream.run())
+    failures = _start(stream)
     await asyncio.sleep(0.02)
     for i in range(1, 11):
         queue.add(i)
@@ -180,9 +182,7 @@ async def test_offers_beyond_the_window_fall_back_to_reading() -> None:
         await asyncio.sleep(0.05)
     assert _delivered(frames) == list(range(1, 11))  # in order, once each
     assert len(queue.fetches) >= 2  # the dropped offers were read back
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    _stop(stream, failures)
 
 
 @pytest.mark.parametrize("ordered", [True, False])
@@ -211,7 +211,7 @@ async def test_random_interleavings_deliver_each_envelope_once(ordered: bool, se
     queue.ack_envelopes = slow_ack  # type: ignore[method-assign]
     late: list[int] = []  # committed, offer not made yet (the committing task is slow)
     stream, frames = await _run(queue, window=16)
-    task = asyncio.create_task(stream.run())
+    failures = _start(stream)
     allocated: list[int] = []
     next_id = 1
     for _ in range(400):
@@ -256,9 +256,7 @@ async def test_random_interleavings_deliver_each_envelope_once(ordered: bool, se
     if ordered:
         assert delivered == sorted(delivered)
     assert not queue.rows
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    _stop(stream, failures)
 
 
 async def test_failing_push_loop_closes_the_socket_with_1011(

@@ -273,83 +273,68 @@ async def _send(client: Client, args: argparse.Namespace, out: TextIO) -> int:
 def _event(  # noqa: PLR0911 - one answer per event type
     client: Client, event: ClientEvent
 ) -> dict[str, Any] | None:
-    """One event as the JSON the CLI prints (``None`` for internal ones)."""
+    """One event as the JSON the CLI prints (``None`` for internal ones): ``type``, ``id``,
+    ``from``, ``device`` and ``timestamp`` always, then what the type adds."""
+
+    def head(
+        kind: str, ident: bytes | None, account_id: str, device: int | None, ts: int | None
+    ) -> dict[str, Any]:
+        return {
+            "type": kind,
+            "id": None if ident is None else ident.hex(),
+            "from": client.username_of(account_id) or account_id,
+            "device": device,
+            "timestamp": ts,
+        }
+
     if isinstance(event, MessageReceived):
         return {
-            "type": "message",
-            "id": event.message_id.hex(),
-            "from": client.username_of(event.sender_account_id) or event.sender_account_id,
+            **head(
+                "message",
+                event.message_id,
+                event.sender_account_id,
+                event.sender_device_id,
+                event.sent_ms,
+            ),
             "from_account": event.sender_account_id,
-            "device": event.sender_device_id,
-            "timestamp": event.sent_ms,
             "server_timestamp": event.server_ms,
             "text": event.text,
             **_attachment(event.attachment),
         }
     if isinstance(event, SyncedSent):
+        me = client.account.account_id
         return {
-            "type": "sent_elsewhere",
-            "id": event.message_id.hex(),
+            **head("sent_elsewhere", event.message_id, me, event.sender_device_id, event.sent_ms),
             "to": client.username_of(event.conversation) or event.conversation,
-            "from": client.account.username,
-            "device": event.sender_device_id,
-            "timestamp": event.sent_ms,
             "text": event.text,
             **_attachment(event.attachment),
         }
     if isinstance(event, ReceiptReceived):
+        first = event.message_ids[0] if event.message_ids else None
         return {
-            "type": "receipt",
+            **head("receipt", first, event.conversation, event.sender_device_id, event.server_ms),
             "kind": event.kind,
-            "id": event.message_ids[0].hex() if event.message_ids else None,
             "ids": [m.hex() for m in event.message_ids],
-            "from": client.username_of(event.conversation) or event.conversation,
-            "device": event.sender_device_id,
-            "timestamp": event.server_ms,
         }
     if isinstance(event, TypingChanged):
-        return {
-            "type": "typing",
-            "id": None,
-            "from": client.username_of(event.conversation) or event.conversation,
-            "device": event.sender_device_id,
-            "timestamp": None,
-            "started": event.started,
-        }
+        typing = head("typing", None, event.conversation, event.sender_device_id, None)
+        return {**typing, "started": event.started}
     if isinstance(event, IdentityChanged):
-        return {
-            "type": "identity_changed",
-            "id": None,
-            "from": client.username_of(event.account_id) or event.account_id,
-            "device": None,
-            "timestamp": None,
-        }
+        return head("identity_changed", None, event.account_id, None, None)
     if isinstance(event, DeviceAdded):
-        return {
-            "type": "device_added",
-            "id": None,
-            "from": client.username_of(event.account_id) or event.account_id,
-            "device": event.device_id,
-            "timestamp": None,
-        }
+        return head("device_added", None, event.account_id, event.device_id, None)
     if isinstance(event, SessionReset):
-        return {
-            "type": "session_reset",
-            "id": None,
-            "from": client.username_of(event.account_id) or event.account_id,
-            "device": event.device_id,
-            "timestamp": None,
-            "by_us": event.by_us,
-        }
+        reset = head("session_reset", None, event.account_id, event.device_id, None)
+        return {**reset, "by_us": event.by_us}
     if isinstance(event, DecryptFailure):
-        return {
-            "type": "delivery_failure",
-            "id": None,
-            "reason": event.reason,
-            "from": client.username_of(event.sender_account_id) or event.sender_account_id,
-            "device": event.sender_device_id,
-            "timestamp": event.server_ms,
-        }
+        failure = head(
+            "delivery_failure",
+            None,
+            event.sender_account_id,
+            event.sender_device_id,
+            event.server_ms,
+        )
+        return {**failure, "reason": event.reason}
     return None
 
 

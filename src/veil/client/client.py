@@ -59,7 +59,7 @@ from veil.engine import (
     linking,
     new_account_keys,
 )
-from veil.engine.keys import new_identity
+from veil.engine.keys import new_identity, new_registration_id
 from veil.wire.accounts import DeviceInfo, RegisterRequest
 from veil.wire.messages import Deliver, KeysLow, QueueEmpty, SendRequest
 from veil.wire.provisioning import LinkRequest
@@ -301,7 +301,7 @@ class Client(AsyncClosing):
                     invite = linking.open_invite(pending, sealed)
                 except VeilError as exc:
                     raise ClientError(f"the link message is not valid: {exc}") from None
-                registration_id = linking.new_registration_id(rng)
+                registration_id = new_registration_id(rng)
                 answer = await anonymous.link(
                     LinkRequest(invite.account_id, invite.code, registration_id, device_name)
                 )

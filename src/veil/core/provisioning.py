@@ -15,8 +15,8 @@ as the codec documents)::
     Contact          {1: account id, 2: username}
 
 Account ids are 32 lowercase hex digits, usernames 3-32 characters (a letter, then letters,
-digits, ``_`` or ``.``), linking codes 1-64 URL-safe base64 characters -- the server's formats
-(``veil.wire.types``, ``veil.wire.provisioning``). At most :data:`MAX_CONTACTS` contacts, no
+digits, ``_`` or ``.``), linking codes 1-64 URL-safe base64 characters -- the server's formats,
+restated here because the core depends on no other layer. At most :data:`MAX_CONTACTS` contacts, no
 account twice, so that an envelope fits the server's 64 KiB mailbox limit.
 
 Envelope::

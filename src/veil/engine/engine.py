@@ -185,7 +185,7 @@ class Engine:
                 decided[account_id] = IdentityRecord(
                     account_id, raw, "changed", known.first_seen_ms, now
                 )
-                self._save_refusal(decided[account_id])
+                self._refused = decided[account_id]  # kept even though the step fails
                 return False
             decided[account_id] = IdentityRecord(
                 account_id, raw, "unverified", known.first_seen_ms, now
@@ -194,11 +194,6 @@ class Engine:
             return True
 
         return trust
-
-    def _save_refusal(self, record: IdentityRecord) -> None:
-        """Remember (outside the failing step) a changed key we refused, so that the user
-        can compare and verify it."""
-        self._refused = record
 
     def _apply(self, decided: Mapping[str, IdentityRecord]) -> None:
         for record in decided.values():
@@ -403,19 +398,14 @@ class Engine:
                 raise _ContentError("a sync copy from another account")
             inner = payload.decode_content(content.sync.content)
             stored = self.store.add_message(
-                MessageRecord(
-                    conversation=content.sync.destination,
-                    message_id=inner.message_id,
-                    direction="out",
-                    sender_account_id=me,
-                    sender_device_id=envelope.sender_device_id,
-                    sent_ms=inner.sent_ms,
-                    server_ms=envelope.server_ms,
-                    received_ms=now,
-                    text=inner.text,
-                    attachment=_pointer_bytes(inner),
-                    attachment_path=None,
-                    status="sent",
+                _message(
+                    content.sync.destination,
+                    inner,
+                    "out",
+                    (me, envelope.sender_device_id),
+                    envelope.server_ms,
+                    now,
+                    "sent",
                 )
             )
             if not stored:
@@ -459,19 +449,14 @@ class Engine:
         if content.text is None and content.attachment is None:
             raise _ContentError("nothing to show")
         stored = self.store.add_message(
-            MessageRecord(
-                conversation=sender,
-                message_id=content.message_id,
-                direction="in",
-                sender_account_id=sender,
-                sender_device_id=envelope.sender_device_id,
-                sent_ms=content.sent_ms,
-                server_ms=envelope.server_ms,
-                received_ms=now,
-                text=content.text,
-                attachment=_pointer_bytes(content),
-                attachment_path=None,
-                status="received",
+            _message(
+                sender,
+                content,
+                "in",
+                (sender, envelope.sender_device_id),
+                envelope.server_ms,
+                now,
+                "received",
             )
         )
         if not stored:  # the same message again (a resend): already shown
@@ -510,23 +495,44 @@ class Engine:
         account = self.account
         with self.store.transaction():
             stored = self.store.add_message(
-                MessageRecord(
-                    conversation=conversation,
-                    message_id=content.message_id,
-                    direction="out",
-                    sender_account_id=account.account_id,
-                    sender_device_id=account.device_id,
-                    sent_ms=content.sent_ms,
-                    server_ms=server_ms,
-                    received_ms=None,
-                    text=content.text,
-                    attachment=_pointer_bytes(content),
-                    attachment_path=None,
-                    status=status,
+                _message(
+                    conversation,
+                    content,
+                    "out",
+                    (account.account_id, account.device_id),
+                    server_ms,
+                    None,
+                    status,
                 )
             )
             if not stored:
                 self.store.set_status(conversation, content.message_id, status)
+
+
+def _message(
+    conversation: str,
+    content: payload.Content,
+    direction: str,
+    sender: tuple[str, int],
+    server_ms: int | None,
+    received_ms: int | None,
+    status: str,
+) -> MessageRecord:
+    """The store's row for a text/attachment ``content``."""
+    return MessageRecord(
+        conversation=conversation,
+        message_id=content.message_id,
+        direction=direction,
+        sender_account_id=sender[0],
+        sender_device_id=sender[1],
+        sent_ms=content.sent_ms,
+        server_ms=server_ms,
+        received_ms=received_ms,
+        text=content.text,
+        attachment=_pointer_bytes(content),
+        attachment_path=None,
+        status=status,
+    )
 
 
 def _pointer_bytes(content: payload.Content) -> bytes | None:

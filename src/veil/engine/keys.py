@@ -53,9 +53,12 @@ class KeyBatch:
 
 def new_identity(rng: Rng) -> tuple[PrivateKey, int]:
     """A new account identity key and a registration id (14 bits, never 0, as Signal)."""
-    from veil.engine.linking import new_registration_id  # noqa: PLC0415 - one definition
-
     return PrivateKey.generate(rng), new_registration_id(rng)
+
+
+def new_registration_id(rng: Rng) -> int:
+    """A registration id for a device (14 bits, never 0, as Signal)."""
+    return 1 + int.from_bytes(rng(2), "big") % 16380
 
 
 def _next_id(store: DeviceStore, kind: str) -> int:

@@ -105,8 +105,3 @@ def finish_link(
         for account_id, username in message.contacts:
             store.save_contact(Contact(account_id, username))
         return new_account_keys(store, identity, rng, now_ms)
-
-
-def new_registration_id(rng: Rng) -> int:
-    """A registration id for a new device (14 bits, never 0, as Signal)."""
-    return 1 + int.from_bytes(rng(2), "big") % 16380

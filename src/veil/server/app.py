@@ -209,7 +209,6 @@ class _Api:
         self.metrics = Metrics(wall_ms)
         self.messages = MessageService(repo, self.notifier, wall_ms, metrics=self.metrics)
         self.hub = WebSocketHub(
-            self.accounts,
             repo,
             self.notifier,
             self.metrics,

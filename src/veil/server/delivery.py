@@ -18,7 +18,6 @@ a read from the queue's head, which keeps queue order across processes.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final, Protocol
@@ -36,7 +35,8 @@ raced the ack's delete cannot push an envelope again."""
 LINGER_S: Final = 5.0
 """(On-demand pushing) how long a drained connection's push task waits for more."""
 IDLE_RECHECK_S: Final = 30.0
-"""A connected device re-reads its queue about this often (+-25 %), even without a wake-up."""
+"""A connected device re-reads its queue about this often even without a wake-up (the hub
+pokes its connections in turn, see :mod:`veil.server.websocket`)."""
 
 
 class _Signal:
@@ -295,19 +295,6 @@ class DeviceStream:
     def _linger_over(self) -> None:
         self._lingered = True
         self.wake.set()
-
-    async def run(self) -> None:
-        """Push forever: the backlog first, then each new envelope as it is stored."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await self.drain()
-            # A timer rather than ``wait_for`` (which wraps the wait in a task of its own).
-            delay = IDLE_RECHECK_S * (0.75 + random.random() / 2)  # noqa: S311 - not secret
-            timer = loop.call_later(delay, self.poke)
-            try:
-                await self.wake.wait()
-            finally:
-                timer.cancel()
 
     async def drain(self) -> bool:
         """Push until the queue is drained (announcing it once per connection); whether

@@ -31,7 +31,7 @@ import msgspec
 from starlette.types import Receive, Scope, Send
 
 from veil.server import errors
-from veil.server.accounts import AccountService, Caller
+from veil.server.accounts import Caller
 from veil.server.delivery import IDLE_RECHECK_S, DeviceKey, DeviceStream, Notifier
 from veil.server.messages import MessageService
 from veil.server.metrics import Metrics
@@ -73,13 +73,6 @@ SendLimit = Callable[[Caller], float]
 _json = msgspec.json.Encoder()
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
 async def _refuse(scope: Scope, send: Send, exc: errors.ApiError) -> None:
     """Refuse a handshake: a 429 as an HTTP answer with its JSON body and ``Retry-After``
     (where the server can send one), anything else as a close (HTTP 403)."""
@@ -102,17 +95,15 @@ class WebSocketHub:
 
     def __init__(
         self,
-        accounts: AccountService,
         repo: Repository,
         notifier: Notifier,
-        metrics: Metrics | None = None,
+        metrics: Metrics,
         *,
-        messages: MessageService | None = None,
-        key_counts: KeyCountsFn | None = None,
-        login: Login | None = None,
-        send_limit: SendLimit | None = None,
+        messages: MessageService,
+        key_counts: KeyCountsFn,
+        login: Login,
+        send_limit: SendLimit,
     ) -> None:
-        self.accounts = accounts
         self.repo = repo
         self.notifier = notifier
         self.metrics = metrics
@@ -131,10 +122,7 @@ class WebSocketHub:
         if (await receive())["type"] != "websocket.connect":
             return
         try:
-            if self.login is not None:
-                who = await self.login(scope)
-            else:
-                who = await self.accounts.authenticate(_header(scope, b"authorization"))
+            who = await self.login(scope)
         except errors.ApiError as exc:
             await _refuse(scope, send, exc)
             return
@@ -214,11 +202,10 @@ class _Connection:
         self._task = asyncio.current_task()
         stream = self._stream = DeviceStream(hub.repo, self.key, self.push)
         hub.notifier.register(self.key, self)
-        if hub.key_counts is not None:
-            # Before the backlog: a device that only fetches what is waiting and leaves
-            # (``veil receive``) still learns that it must upload prekeys.
-            with contextlib.suppress(Exception):
-                await self._tell_keys_low()
+        # Before the backlog: a device that only fetches what is waiting and leaves
+        # (``veil receive``) still learns that it must upload prekeys.
+        with contextlib.suppress(Exception):
+            await self._tell_keys_low()
         stream.start(self._push_failed)
         try:
             await self._read(receive, stream)
@@ -267,23 +254,18 @@ class _Connection:
 
     async def _ack(self, stream: DeviceStream, ids: list[int]) -> None:
         await stream.ack(ids)
-        metrics = self.hub.metrics
-        if metrics is not None:
-            acked = self._unacked.intersection(ids)
-            self._unacked.difference_update(acked)
-            metrics.envelopes_acked(len(acked))
+        acked = self._unacked.intersection(ids)
+        self._unacked.difference_update(acked)
+        self.hub.metrics.envelopes_acked(len(acked))
 
     async def _send_message(self, frame: SendFrame) -> None:
-        messages = self.hub.messages
         answer: ServerFrame
         try:
-            if messages is None:
-                raise errors.ApiError(404, "not_found", "sending is not enabled on this socket")
-            wait = self.hub.send_limit(self.who) if self.hub.send_limit is not None else 0.0
+            wait = self.hub.send_limit(self.who)
             if wait:
                 raise errors.rate_limited(round(wait, 3))
             request = SendRequest(frame.envelopes, frame.idempotency_key)
-            response = await messages.send(self.who, frame.recipient, request)
+            response = await self.hub.messages.send(self.who, frame.recipient, request)
             answer = Sent(frame.request_id, response)
         except errors.ApiError as exc:
             answer = SendFailed(
@@ -299,10 +281,9 @@ class _Connection:
     async def push(self, frame: ServerFrame) -> None:
         """Send one frame to the device."""
         await self._send({"type": "websocket.send", "bytes": _encoder.encode(frame)})
-        metrics = self.hub.metrics
-        if metrics is not None and type(frame) is Deliver:
+        if type(frame) is Deliver:
             self._unacked.update(e.envelope_id for e in frame.envelopes)
-            metrics.envelopes_delivered(e.server_ms for e in frame.envelopes)
+            self.hub.metrics.envelopes_delivered(e.server_ms for e in frame.envelopes)
 
     # --- Listener (the notifier's view of this connection) ---------------------------------
     def poke(self) -> None:
@@ -315,11 +296,10 @@ class _Connection:
 
     def keys_low(self) -> None:
         """Tell the device its prekeys run low (if it does: the counts are checked)."""
-        if self.hub.key_counts is not None and not self._closed:
+        if not self._closed:
             self._spawn(self._tell_keys_low())
 
     async def _tell_keys_low(self) -> None:
-        assert self.hub.key_counts is not None
         counts = await self.hub.key_counts(self.who)
         if counts.low:
             with contextlib.suppress(Exception):  # the device left; told on its next visit
