@@ -12,7 +12,7 @@ from _harness import instrumented, run
 with instrumented():
     from veil.core.errors import DecodeError
     from veil.core.signal import fingerprint, record, wire
-    from veil.core.signal import protobuf as pb
+    from veil.core import protobuf as pb
 
 SCHEMAS = [
     wire._SIGNAL_SCHEMA,

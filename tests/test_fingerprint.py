@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from veil.core.crypto.x25519 import PrivateKey, PublicKey
 from veil.core.errors import DecodeError, LocalError, RemoteError
-from veil.core.signal import protobuf as pb
+from veil.core import protobuf as pb
 from veil.core.signal.fingerprint import (
     DEFAULT_ITERATIONS,
     MAX_ITERATIONS,

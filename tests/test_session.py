@@ -43,7 +43,7 @@ from veil.core.errors import (
     UnsupportedVersionError,
     UntrustedIdentityError,
 )
-from veil.core.signal import protobuf as pb
+from veil.core import protobuf as pb
 from veil.core.signal import ratchet
 from veil.core.signal.record import deserialize_record, serialize_record
 from veil.core.signal.session import CiphertextMessage

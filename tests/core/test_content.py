@@ -37,7 +37,7 @@ from veil.core.content import (
 )
 from veil.core.errors import DecodeError, LocalError
 from veil.core.rng import Rng, seeded_rng
-from veil.core.signal import protobuf as pb
+from veil.core import protobuf as pb
 
 from .strategies import contents, mutate
 

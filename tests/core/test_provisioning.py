@@ -34,7 +34,7 @@ from veil.core.provisioning import (
     seal_provisioning,
 )
 from veil.core.rng import Rng, seeded_rng
-from veil.core.signal import protobuf as pb
+from veil.core import protobuf as pb
 
 from .strategies import HEX32, USERNAME, mutate
 

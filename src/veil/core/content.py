@@ -1,24 +1,37 @@
 """The end-to-end encrypted payload of a 1:1 message (docs/client-design.md "veil.core.content").
 
 What a Signal message carries, encoded with the core's strict protobuf codec
-(:mod:`veil.core.signal.protobuf`), then padded (:func:`pad`) before encryption and unpadded
+(:mod:`veil.core.protobuf`), then padded (:func:`pad`) before encryption and unpadded
 (:func:`unpad`) after decryption::
 
     Content    {1: version (=1), 2: message_id (16 bytes), 3: sent_ms (sender clock),
                 4: text (UTF-8), 5: Attachment, 6: Receipt, 7: SyncSent, 8: Typing,
-                9: SessionReset}
+                9: SessionReset, 10: expire_timer_s, 11: TimerUpdate,
+                12: ConversationAction}
     Attachment {1: blob id (32 lowercase hex), 2: key (32 bytes), 3: digest (SHA-256 of the
                 blob, 32 bytes), 4: size (plaintext bytes), 5: file name, 6: content type}
     Receipt    {1: kind (1 delivered, 2 read), 2: repeated message_id (16 bytes each)}
     SyncSent   {1: destination account id (32 lowercase hex), 2: the encoded Content sent}
     Typing     {1: started (bool: 0 or 1; absent means 0)}
     SessionReset {1: device id whose messages could not be read (1..127)}
+    TimerUpdate {1: seconds (0 = off, else 5..86400)}
+    ConversationAction {1: action (1 accept, 2 decline, 3 block, 4 unblock)}
+
+Disappearing messages (ARCHITECTURE.md §1): a text/attachment message carries its own timer
+in ``expire_timer_s`` (0 or absent: it never disappears); a :class:`TimerUpdate` is the control
+message "the conversation's timer is now N" and is itself shown in the conversation. A
+:class:`ConversationAction` is what one of our devices did to a conversation (accepted or
+declined a message request, blocked, unblocked) and travels only inside a :class:`SyncSent` to
+our other devices (``destination`` names the peer).
 
 Rules (checked by :func:`encode_content`, which raises :class:`LocalError`, and by
 :func:`decode_content`, which raises only :class:`DecodeError`):
 
-* exactly one body -- text, attachment, receipt, sync, typing or reset -- except text with
-  an attachment (a caption);
+* exactly one body -- text, attachment, receipt, sync, typing, reset, timer or action --
+  except text with an attachment (a caption);
+* ``expire_timer_s`` is 0 or :data:`MIN_TIMER_S`..:data:`MAX_TIMER_S`, and only on a text or
+  attachment message; a timer update's seconds obey the same range;
+* an action only inside a sync copy;
 * text at most :data:`MAX_TEXT_BYTES` UTF-8 bytes, file name and content type at most
   :data:`MAX_NAME_BYTES`, at most :data:`MAX_RECEIPT_IDS` ids per receipt (at least one),
   attachment size at most :data:`MAX_ATTACHMENT_SIZE`; strings are strict UTF-8;
@@ -42,7 +55,7 @@ from typing import Final
 
 from veil.core.errors import DecodeError, LocalError, VeilError
 from veil.core.rng import Rng
-from veil.core.signal import protobuf as pb
+from veil.core import protobuf as pb
 
 CONTENT_VERSION: Final = 1
 MESSAGE_ID_LEN: Final = 16
@@ -54,11 +67,20 @@ MAX_SENT_MS: Final = 2**63 - 1
 RECEIPT_DELIVERED: Final = 1
 RECEIPT_READ: Final = 2
 PAD_BLOCK: Final = 160
+MIN_TIMER_S: Final = 5
+MAX_TIMER_S: Final = 24 * 3600
+TIMER_PRESETS_S: Final = (5, 30, 60, 300, 3600, 8 * 3600, 24 * 3600)
+"""The timers a user picks from (any whole second in 5 s .. 24 h is also allowed)."""
+ACTION_ACCEPT: Final = 1
+ACTION_DECLINE: Final = 2
+ACTION_BLOCK: Final = 3
+ACTION_UNBLOCK: Final = 4
+ACTIONS: Final = (ACTION_ACCEPT, ACTION_DECLINE, ACTION_BLOCK, ACTION_UNBLOCK)
 
 _HEX32: Final = re.compile(r"[0-9a-f]{32}")
 _CONTENT: Final = {
-    **{n: (pb.VARINT, False) for n in (1, 3)},
-    **{n: (pb.LEN, False) for n in (2, 4, 5, 6, 7, 8, 9)},
+    **{n: (pb.VARINT, False) for n in (1, 3, 10)},
+    **{n: (pb.LEN, False) for n in (2, 4, 5, 6, 7, 8, 9, 11, 12)},
 }
 _ATTACHMENT: Final = {
     **{n: (pb.LEN, False) for n in (1, 2, 3, 5, 6)},
@@ -67,7 +89,7 @@ _ATTACHMENT: Final = {
 _RECEIPT: Final = {1: (pb.VARINT, False), 2: (pb.LEN, True)}
 _SYNC: Final = {1: (pb.LEN, False), 2: (pb.LEN, False)}
 _TYPING: Final = {1: (pb.VARINT, False)}
-_RESET: Final = {1: (pb.VARINT, False)}
+_ONE_UINT: Final = {1: (pb.VARINT, False)}
 MAX_DEVICE_ID: Final = 127
 
 
@@ -126,6 +148,28 @@ class SessionReset:
 
 
 @dataclass(frozen=True, slots=True)
+class TimerUpdate:
+    """ "Disappearing messages in this conversation are now ``seconds`` (0: off)." """
+
+    seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationAction:
+    """What one of our devices did to the conversation named by the enclosing sync copy:
+    one of :data:`ACTIONS`."""
+
+    action: int
+
+
+def timer_problem(seconds: int) -> str | None:
+    """Why ``seconds`` is not a valid disappearing-message timer, or None (0 is "off")."""
+    if seconds == 0 or MIN_TIMER_S <= seconds <= MAX_TIMER_S:
+        return None
+    return f"a timer is off or {MIN_TIMER_S} s to 24 h ({MAX_TIMER_S} s), not {seconds} s"
+
+
+@dataclass(frozen=True, slots=True)
 class Content:
     """One E2EE payload. ``repr`` hides the text (message plaintext does not belong in logs)."""
 
@@ -137,13 +181,18 @@ class Content:
     sync: SyncSent | None = None
     typing: Typing | None = None
     reset: SessionReset | None = None
+    expire_timer_s: int = 0
+    timer: TimerUpdate | None = None
+    action: ConversationAction | None = None
 
     def __repr__(self) -> str:
         text = None if self.text is None else f"<{len(self.text)} chars>"
         return (
             f"Content(message_id={self.message_id.hex()}, sent_ms={self.sent_ms}, text={text},"
             f" attachment={self.attachment!r}, receipt={self.receipt!r}, sync={self.sync!r},"
-            f" typing={self.typing!r}, reset={self.reset!r})"
+            f" typing={self.typing!r}, reset={self.reset!r},"
+            f" expire_timer_s={self.expire_timer_s}, timer={self.timer!r},"
+            f" action={self.action!r})"
         )
 
 
@@ -179,10 +228,13 @@ def unpad(data: bytes) -> bytes:
 # --- encoding -------------------------------------------------------------------------------
 
 
-def encode_content(content: Content) -> bytes:
-    """Encode ``content``; :class:`LocalError` if it breaks a rule of the module docstring."""
+def encode_content(content: Content, *, for_sync: bool = False) -> bytes:
+    """Encode ``content``; :class:`LocalError` if it breaks a rule of the module docstring.
+
+    ``for_sync``: the bytes will go inside a :class:`SyncSent` (the nested rules apply).
+    """
     try:
-        problem = _problem(content, nested=False)
+        problem = _problem(content, nested=for_sync)
         if problem is None:
             return _encode(content)
     except UnicodeEncodeError:
@@ -210,6 +262,12 @@ def _encode(c: Content) -> bytes:
         parts.append(pb.field_bytes(8, pb.field_varint(1, int(c.typing.started))))
     if c.reset is not None:
         parts.append(pb.field_bytes(9, pb.field_varint(1, c.reset.device_id)))
+    if c.expire_timer_s:
+        parts.append(pb.field_varint(10, c.expire_timer_s))
+    if c.timer is not None:
+        parts.append(pb.field_bytes(11, pb.field_varint(1, c.timer.seconds)))
+    if c.action is not None:
+        parts.append(pb.field_bytes(12, pb.field_varint(1, c.action.action)))
     return b"".join(parts)
 
 
@@ -236,8 +294,11 @@ def _problem(c: Content, *, nested: bool) -> str | None:
 
 def _problems(c: Content, nested: bool) -> Iterator[str]:
     """Yield the first rule ``c`` breaks (the caller stops there), checking cheap rules first."""
-    bodies = [b is not None for b in (c.text, c.attachment, c.receipt, c.sync, c.typing, c.reset)]
-    caption = bodies == [True, True, False, False, False, False]
+    bodies = [
+        b is not None
+        for b in (c.text, c.attachment, c.receipt, c.sync, c.typing, c.reset, c.timer, c.action)
+    ]
+    caption = bodies == [True, True] + [False] * 6
     if sum(bodies) != 1 and not caption:
         yield "exactly one body is required (text with an attachment is the only pair)"
     if len(c.message_id) != MESSAGE_ID_LEN:
@@ -246,6 +307,12 @@ def _problems(c: Content, nested: bool) -> Iterator[str]:
         yield "sent_ms out of range"
     if c.text is not None and len(c.text.encode()) > MAX_TEXT_BYTES:
         yield "text longer than 64 KiB"
+    if c.expire_timer_s:
+        if c.text is None and c.attachment is None:
+            yield "only a text or attachment message carries a timer"
+        yield from _some(timer_problem(c.expire_timer_s))
+    if c.action is not None and not nested:
+        yield "a conversation action travels only inside a sync copy"
     problem = None
     if c.attachment is not None:
         problem = _attachment_problem(c.attachment)
@@ -255,6 +322,14 @@ def _problems(c: Content, nested: bool) -> Iterator[str]:
         problem = "a synced content may not itself be a sync" if nested else _sync_problem(c.sync)
     elif c.reset is not None and not 1 <= c.reset.device_id <= MAX_DEVICE_ID:
         problem = "reset device id out of range"
+    elif c.timer is not None:
+        problem = timer_problem(c.timer.seconds)
+    elif c.action is not None and c.action.action not in ACTIONS:
+        problem = "unknown conversation action"
+    yield from _some(problem)
+
+
+def _some(problem: str | None) -> Iterator[str]:
     if problem is not None:
         yield problem
 
@@ -320,8 +395,17 @@ def _decode(data: bytes) -> Content:
         receipt=_decode_receipt(pb.get_bytes(f, 6, "receipt")) if 6 in f else None,
         sync=_decode_sync(pb.get_bytes(f, 7, "sync")) if 7 in f else None,
         typing=_decode_typing(pb.get_bytes(f, 8, "typing")) if 8 in f else None,
-        reset=SessionReset(_uint(pb.parse(pb.get_bytes(f, 9, "reset"), _RESET), 1, "device"))
+        reset=SessionReset(_uint(pb.parse(pb.get_bytes(f, 9, "reset"), _ONE_UINT), 1, "device"))
         if 9 in f
+        else None,
+        expire_timer_s=_uint(f, 10, "timer") if 10 in f else 0,
+        timer=TimerUpdate(_uint(pb.parse(pb.get_bytes(f, 11, "timer"), _ONE_UINT), 1, "timer"))
+        if 11 in f
+        else None,
+        action=ConversationAction(
+            _uint(pb.parse(pb.get_bytes(f, 12, "action"), _ONE_UINT), 1, "action")
+        )
+        if 12 in f
         else None,
     )
 

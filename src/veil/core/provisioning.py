@@ -7,7 +7,7 @@ fresh X25519 public key in unpadded base64url); the existing device reads it wit
 (:func:`seal_provisioning`) and puts the envelope into the mailbox; the new device opens it
 (:func:`open_provisioning`) and links itself with the code.
 
-Message (protobuf wire format, :mod:`veil.core.signal.protobuf`; unknown fields are skipped,
+Message (protobuf wire format, :mod:`veil.core.protobuf`; unknown fields are skipped,
 as the codec documents)::
 
     ProvisionMessage {1: version (=1), 2: identity private key (32 bytes), 3: account id,
@@ -44,7 +44,7 @@ from veil.core.crypto.kdf import constant_time_equal, hkdf_sha256, hmac_sha256
 from veil.core.crypto.x25519 import KEY_LEN, PrivateKey, PublicKey
 from veil.core.errors import BadMacError, DecodeError, LocalError, VeilError
 from veil.core.rng import Rng
-from veil.core.signal import protobuf as pb
+from veil.core import protobuf as pb
 
 PROVISION_VERSION: Final = 1
 ENVELOPE_VERSION: Final = 1

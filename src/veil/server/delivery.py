@@ -134,7 +134,16 @@ class Notifier:
 
 def _out(e: Envelope) -> EnvelopeOut:
     return EnvelopeOut(
-        e.envelope_id, e.sender_account_id, e.sender_device_id, e.server_ms, e.type, e.content
+        e.envelope_id,
+        e.sender_account_id,
+        e.sender_device_id,
+        e.server_ms,
+        e.type,
+        e.content,
+        e.franking_tag,
+        e.reporting_tag,
+        e.franking_key_id,
+        e.request,
     )
 
 

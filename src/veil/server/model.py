@@ -116,6 +116,13 @@ class OutgoingEnvelope:
     registration_id: int
     type: int
     content: bytes
+    franking_tag: bytes | None = None
+    """The sender's franking tag (32 bytes), if it sent one."""
+    reporting_tag: bytes | None = None
+    """The server's tag over it (:func:`veil.core.franking.reporting_tag`), set by the
+    message service before storing."""
+    franking_key_id: int = 0
+    """Which reporting secret made ``reporting_tag``."""
 
     def __repr__(self) -> str:
         return (
@@ -136,6 +143,11 @@ class Envelope:
     server_ms: int
     type: int
     content: bytes
+    franking_tag: bytes = b""
+    reporting_tag: bytes = b""
+    franking_key_id: int = 0
+    request: bool = False
+    """The sender may not start a chat with the recipient: a message request."""
 
     def __repr__(self) -> str:
         return (
@@ -165,6 +177,11 @@ class StoredMessage:
     server_ms: int
     envelope_ids: dict[tuple[str, int], int]
     duplicate: bool = False
+    request: bool = False
+    """The recipient's copies were stored as a message request."""
+    dropped: frozenset[tuple[str, int]] = frozenset()
+    """Targets that were not stored (the recipient blocks the sender) though ids were
+    answered for them, so that the sender cannot tell."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,15 +28,22 @@ IdempotencyKey = Annotated[
 """1-64 printable ASCII characters (no spaces)."""
 
 
+FrankingTag = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+"""HMAC-SHA256(Kf, content): the sender's commitment to the message (message franking)."""
+
+
 class OutgoingEnvelopeIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One device's copy. ``account_id`` defaults to the recipient; the sender's own account
-    id marks a copy for one of the sender's other devices."""
+    id marks a copy for one of the sender's other devices. ``franking_tag`` is bound by the
+    server to sender, recipient and time (the reporting tag delivered with the envelope);
+    Veil clients always send one and discard a message whose tag does not verify."""
 
     device_id: DeviceId
     registration_id: RegistrationId
     type: EnvelopeType
     content: Annotated[bytes, msgspec.Meta(max_length=MAX_CONTENT)]
     account_id: AccountId | None = None
+    franking_tag: FrankingTag | None = None
 
 
 class SendRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -72,7 +79,14 @@ class Mismatch(msgspec.Struct, frozen=True):
 
 
 class EnvelopeOut(msgspec.Struct, frozen=True, array_like=True):
-    """An envelope as a device receives it."""
+    """An envelope as a device receives it.
+
+    ``franking_tag`` is the sender's (empty if it sent none); ``reporting_tag`` is the
+    server's HMAC over it, the sender, this device and ``server_ms`` under its reporting
+    secret number ``franking_key_id`` (what a report reveals). ``request``: the sender may
+    not start a chat with this account (no conversation, no mutual follow), so the message
+    belongs in the recipient's message requests.
+    """
 
     envelope_id: int
     sender_account_id: str
@@ -80,6 +94,10 @@ class EnvelopeOut(msgspec.Struct, frozen=True, array_like=True):
     server_ms: int
     type: int
     content: bytes
+    franking_tag: bytes = b""
+    reporting_tag: bytes = b""
+    franking_key_id: int = 0
+    request: bool = False
 
 
 class Deliver(msgspec.Struct, frozen=True, tag="env", array_like=True):

@@ -1,6 +1,6 @@
 """Serialized session records: versioned, strict, and lossless (ARCHITECTURE.md §6.8).
 
-Layout (protobuf wire format, :mod:`veil.core.signal.protobuf`)::
+Layout (protobuf wire format, :mod:`veil.core.protobuf`)::
 
     Record   {1: format version (=1), 2: current State, 3: repeated archived State}
     State    {1: session version, 2: local IK, 3: remote IK, 4: root key,
@@ -23,7 +23,7 @@ from typing import Final
 
 from veil.core.crypto.x25519 import PrivateKey, PublicKey
 from veil.core.errors import DecodeError, VeilError
-from veil.core.signal import protobuf as pb
+from veil.core import protobuf as pb
 from veil.core.signal.state import (
     MAX_ARCHIVED_STATES,
     MAX_RECEIVER_CHAINS,
