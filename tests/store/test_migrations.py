@@ -103,17 +103,19 @@ def test_version_1_fixture_opens_with_its_data(upgraded: DeviceStore) -> None:
 
 
 ORIGINAL_LOAD = migrations.load
-V2 = migrations.Migration(
-    2, "drafts", "CREATE TABLE drafts (conversation TEXT PRIMARY KEY, text TEXT NOT NULL);"
+NEXT = len(ORIGINAL_LOAD()) + 1
+"""A version after the newest real one (the tests add a step of their own)."""
+EXTRA = migrations.Migration(
+    NEXT, "drafts", "CREATE TABLE drafts (conversation TEXT PRIMARY KEY, text TEXT NOT NULL);"
 )
 
 
 def test_upgrade_applies_a_new_step_once(profile: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     profile.mkdir(parents=True)
     shutil.copyfile(make_fixture.FIXTURE, profile / "device.db")
-    monkeypatch.setattr(migrations, "load", lambda: [*ORIGINAL_LOAD(), V2])
+    monkeypatch.setattr(migrations, "load", lambda: [*ORIGINAL_LOAD(), EXTRA])
     with DeviceStore.open(profile) as store:
-        assert store.schema_version() == 2
+        assert store.schema_version() == NEXT
         assert store.envelope_seen(41)
         store._exec("INSERT INTO drafts VALUES ('acc-bob', 'draft')")
     with DeviceStore.open(profile) as store:  # reopening applies nothing again
@@ -129,13 +131,13 @@ def test_failing_step_leaves_the_previous_version(
     profile.mkdir(parents=True)
     shutil.copyfile(make_fixture.FIXTURE, profile / "device.db")
     broken = migrations.Migration(
-        2, "broken", "CREATE TABLE half (x INTEGER);\nINSERT INTO no_such_table VALUES (1);"
+        NEXT, "broken", "CREATE TABLE half (x INTEGER);\nINSERT INTO no_such_table VALUES (1);"
     )
     monkeypatch.setattr(migrations, "load", lambda: [*ORIGINAL_LOAD(), broken])
     with pytest.raises(StoreError, match=r"device\.db"):
         DeviceStore.open(profile)
     monkeypatch.undo()
     with DeviceStore.open(profile) as store:
-        assert store.schema_version() == 1
+        assert store.schema_version() == NEXT - 1
         assert store._one("SELECT name FROM sqlite_master WHERE name = 'half'") is None
         assert store.envelope_seen(41)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from veil.store import DeviceStore, StoreError
+from veil.store import DeviceStore, StoreError, migrations
 from veil.store.schema import APPLICATION_ID
 
 from .conftest import account, message
@@ -58,14 +58,14 @@ def test_pragmas(store: DeviceStore) -> None:
     conn = sqlite3.connect(store.path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == migrations.latest()
         assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     finally:
         conn.close()
     raw = store._connection()
     assert raw.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert raw.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    assert store.schema_version() == 1
+    assert store.schema_version() == migrations.latest()
 
 
 def test_reopen_keeps_data(profile: Path) -> None:

@@ -22,8 +22,10 @@ import segno
 from veil.client import CaughtUp, Client, ClientError, StoreError
 from veil.client.attachments import pointer_of
 from veil.client.client import ClientEvent
+from veil.client.timers import describe_timer, short_duration
 from veil.core.content import AttachmentPointer
 from veil.engine import (
+    ConversationChanged,
     DecryptFailure,
     DeviceAdded,
     IdentityChanged,
@@ -31,6 +33,7 @@ from veil.engine import (
     ReceiptReceived,
     SessionReset,
     SyncedSent,
+    TimerChanged,
     TypingChanged,
 )
 
@@ -101,6 +104,7 @@ def add_chat_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
         action="store_true",
         help="download and verify the attachments of the messages, print where they are saved",
     )
+    _add_no_read(receive)
     receive.set_defaults(handler=_sync(_receive))
 
     listen = commands.add_parser(
@@ -112,6 +116,7 @@ def add_chat_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
     listen.add_argument(
         "--download", action="store_true", help="download and verify attachments as they come"
     )
+    _add_no_read(listen)
     listen.set_defaults(handler=_sync(_listen))
 
     inbox = commands.add_parser(
@@ -122,8 +127,14 @@ def add_chat_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
     inbox.add_argument("name", nargs="?", help="a username")
     inbox.add_argument("--json", action="store_true", help="one JSON object per line")
     inbox.add_argument("--limit", type=int, default=50, help="messages to show (default 50)")
+    _add_no_read(inbox)
     inbox.set_defaults(handler=_sync(_inbox))
 
+    _add_device_parsers(commands)
+
+
+def _add_device_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``devices``, ``safety-number``, ``verify``."""
     devices = commands.add_parser(
         "devices",
         help="list or remove this account's devices",
@@ -156,6 +167,14 @@ def add_chat_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     verify.add_argument("name", help="a username")
     verify.set_defaults(handler=_sync(_verify))
+
+
+def _add_no_read(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-read",
+        action="store_true",
+        help="do not count showing messages as reading them (no read receipt, timers wait)",
+    )
 
 
 def _sync(
@@ -300,6 +319,8 @@ def _event(  # noqa: PLR0911 - one answer per event type
             "server_timestamp": event.server_ms,
             "text": event.text,
             **_attachment(event.attachment),
+            **({"request": True} if event.request else {}),
+            **({"expires_in": event.expire_timer_s} if event.expire_timer_s else {}),
         }
     if isinstance(event, SyncedSent):
         me = client.account.account_id
@@ -308,7 +329,17 @@ def _event(  # noqa: PLR0911 - one answer per event type
             "to": client.username_of(event.conversation) or event.conversation,
             "text": event.text,
             **_attachment(event.attachment),
+            **({"expires_in": event.expire_timer_s} if event.expire_timer_s else {}),
         }
+    if isinstance(event, TimerChanged):
+        changed = head("timer", None, event.by_account_id, event.sender_device_id, event.server_ms)
+        with_whom = client.username_of(event.conversation) or event.conversation
+        return {**changed, "with": with_whom, "seconds": event.seconds}
+    if isinstance(event, ConversationChanged):
+        me = client.account.account_id
+        changed = head("conversation", None, me, event.sender_device_id, None)
+        with_whom = client.username_of(event.conversation) or event.conversation
+        return {**changed, "with": with_whom, "action": event.action}
     if isinstance(event, ReceiptReceived):
         first = event.message_ids[0] if event.message_ids else None
         return {
@@ -397,7 +428,16 @@ def _print_data(data: dict[str, Any], out: TextIO, as_json: bool) -> None:
         return
     who = data.get("from")
     if data["type"] == "message":
-        print(f"{who} [{data['device']}]: {_body(data)}", file=out)
+        tags = " (message request)" if data.get("request") else ""
+        if data.get("expires_in"):
+            tags += f" (disappears {describe_timer(data['expires_in'])} after reading)"
+        print(f"{who} [{data['device']}]{tags}: {_body(data)}", file=out)
+    elif data["type"] == "timer":
+        print(f"{who} set disappearing messages to {describe_timer(data['seconds'])}", file=out)
+    elif data["type"] == "conversation":
+        done = {"accept": "accepted", "decline": "declined", "block": "blocked"}
+        verb = done.get(data["action"], data["action"] + "ed")
+        print(f"(another device of yours) {verb} {data['with']}", file=out)
     elif data["type"] == "sent_elsewhere":
         print(f"(you, device {data['device']}) -> {data['to']}: {_body(data)}", file=out)
     elif data["type"] == "receipt":
@@ -419,8 +459,14 @@ def _print_data(data: dict[str, Any], out: TextIO, as_json: bool) -> None:
 
 async def _receive(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     ok = True
+    shown: dict[str, None] = {}
     for event in await client.receive(args.timeout):
         ok = await _show(client, event, out, args) and ok
+        if isinstance(event, MessageReceived):
+            shown[event.conversation] = None
+    if not args.no_read:  # shown: read (receipts go back, disappearing timers start)
+        for conversation in shown:
+            await client.mark_read(conversation)
     return 0 if ok else 1
 
 
@@ -429,6 +475,8 @@ async def _listen(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         if isinstance(event, CaughtUp):
             continue
         await _show(client, event, out, args)
+        if isinstance(event, MessageReceived) and not args.no_read:
+            await client.mark_read(event.conversation)
     return 0
 
 
@@ -453,7 +501,28 @@ async def _inbox(client: Client, args: argparse.Namespace, out: TextIO) -> int:
                 print(f"{c.username or c.conversation}{unread}: {c.last_text or ''}", file=out)
         return 0
     contact = await client.resolve(args.name)
+    timer = client.timer(contact.account_id)
+    if not args.json and timer:
+        print(f"(disappearing messages: {describe_timer(timer)})", file=out)
+    now = client.now_ms()
     for m in client.messages(contact.account_id, args.limit):
+        if m.kind == "timer":
+            who = client.username_of(m.sender_account_id) or m.sender_account_id
+            if args.json:
+                _json_line(
+                    out,
+                    {
+                        "type": "timer",
+                        "id": m.message_id.hex(),
+                        "from": who,
+                        "timestamp": m.sent_ms,
+                        "seconds": m.expire_timer_s,
+                    },
+                )
+            else:
+                timer_text = describe_timer(m.expire_timer_s)
+                print(f"{who} set disappearing messages to {timer_text}", file=out)
+            continue
         who = client.username_of(m.sender_account_id) or m.sender_account_id
         path = None if m.attachment_path is None else str(client.profile / m.attachment_path)
         attachment = _attachment(pointer_of(m), path)
@@ -470,12 +539,27 @@ async def _inbox(client: Client, args: argparse.Namespace, out: TextIO) -> int:
                     "status": m.status,
                     "text": m.text,
                     **attachment,
+                    **_expiry(m.expire_timer_s, m.expire_at_ms, now),
                 },
             )
         else:
             body = _body({"text": m.text, **attachment})
-            print(f"{who}: {body}  [{m.status}]", file=out)
+            left = _expiry(m.expire_timer_s, m.expire_at_ms, now).get("expires_in")
+            clock = "" if left is None else f" ⏱ {short_duration(left * 1000)}"
+            print(f"{who}: {body}  [{m.status}]{clock}", file=out)
+    if not args.no_read:
+        await client.mark_read(contact.account_id)
     return 0
+
+
+def _expiry(timer_s: int, expire_at_ms: int | None, now_ms: int) -> dict[str, int]:
+    """``{"expires_in": seconds}`` when a timer applies: what is left if it is counting,
+    else the whole timer (it starts when the message is read)."""
+    if not timer_s:
+        return {}
+    if expire_at_ms is None:
+        return {"expires_in": timer_s}
+    return {"expires_in": max(0, (expire_at_ms - now_ms + 999) // 1000)}
 
 
 async def _devices(client: Client, args: argparse.Namespace, out: TextIO) -> int:

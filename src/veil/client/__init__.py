@@ -10,7 +10,9 @@ Failures are :mod:`veil.client.errors`.
 from veil.client.attachments import AttachmentInvalidError, AttachmentTooLargeError
 from veil.client.client import CaughtUp, Client, ClientEvent, SendResult
 from veil.client.errors import ClientError, ServerError, TransportError
+from veil.client.timers import describe_timer, parse_timer
 from veil.engine import (
+    ConversationChanged,
     DecryptFailure,
     DeviceAdded,
     IdentityChanged,
@@ -19,6 +21,7 @@ from veil.engine import (
     SessionReset,
     StoreError,
     SyncedSent,
+    TimerChanged,
     TypingChanged,
 )
 
@@ -29,6 +32,7 @@ __all__ = [
     "Client",
     "ClientError",
     "ClientEvent",
+    "ConversationChanged",
     "DecryptFailure",
     "DeviceAdded",
     "IdentityChanged",
@@ -39,6 +43,9 @@ __all__ = [
     "SessionReset",
     "StoreError",
     "SyncedSent",
+    "TimerChanged",
     "TransportError",
     "TypingChanged",
+    "describe_timer",
+    "parse_timer",
 ]

@@ -35,7 +35,9 @@ from veil.client.connection import Connection
 from veil.client.credentials import Credentials
 from veil.client.errors import ClientError, ServerError, TransportError
 from veil.client.http import HttpApi
+from veil.client.rules import ConversationRules
 from veil.core import content as payload
+from veil.core import franking
 from veil.core.errors import LocalError, UntrustedIdentityError, VeilError
 from veil.core.rng import Rng
 from veil.engine import (
@@ -125,7 +127,7 @@ async def _wait_mailbox(api: HttpApi, provisioning_id: str, token: str, timeout_
     raise ClientError("the link was not approved in time; start again")
 
 
-class Client(AsyncClosing):
+class Client(ConversationRules, AsyncClosing):
     """One device profile. Use as ``async with``; :meth:`register` or :meth:`link` first."""
 
     max_file_bytes: int = attachments.MAX_FILE_BYTES
@@ -164,12 +166,14 @@ class Client(AsyncClosing):
         return DeviceStore.exists(Path(profile).expanduser())
 
     def open(self) -> None:
-        """Open the profile's store (created if missing)."""
+        """Open the profile's store (created if missing) and delete the messages whose
+        disappearing timer ran out while the client was not running."""
         if self._store is None:
             self._store = DeviceStore.open(self.profile)
             self._engine = Engine(
                 self._store, rng=self._rng, now_ms=self._now_ms, trust=self._trust
             )
+            self.expire()
 
     async def settle(self) -> None:
         """Wait for the background work started so far (receipts, prekey uploads)."""
@@ -415,13 +419,20 @@ class Client(AsyncClosing):
     ) -> SendResult:
         """Send a new text and/or attachment message (sync copies to our other devices) and
         keep our own copy, ``sent`` or ``failed``."""
+        settings = self.store.settings(contact.account_id)
         try:
             message = payload.Content(
-                payload.new_message_id(self._rng), self._now_ms(), text=text, attachment=attachment
+                payload.new_message_id(self._rng),
+                self._now_ms(),
+                text=text,
+                attachment=attachment,
+                expire_timer_s=settings.timer_s,
             )
             payload.encode_content(message)
         except LocalError as exc:
             raise ClientError(f"cannot send that: {exc}") from None
+        if settings.state == "request":  # replying to a message request accepts it
+            await self.accept(contact.account_id)
         try:
             if await self.flush_outbox() is None:  # still unreachable: keep the order
                 raise TransportError(self.account.server_url, "unreachable")
@@ -505,15 +516,16 @@ class Client(AsyncClosing):
         devices to start a new session with even if one exists (the old one is archived, so
         its late messages still decrypt)."""
         me = self.account
-        body = payload.pad(payload.encode_content(message))
+        body = franking.frank(payload.encode_content(message), self._rng)
         sync_body = None
         if sync and recipient != me.account_id:
             copy = payload.Content(
                 message.message_id,
                 message.sent_ms,
-                sync=payload.SyncSent(recipient, payload.encode_content(message)),
+                sync=payload.SyncSent(recipient, payload.encode_content(message, for_sync=True)),
             )
-            sync_body = payload.pad(payload.encode_content(copy))
+            sync_body = franking.frank(payload.encode_content(copy), self._rng)
+        own = me if recipient == me.account_id else None
         fresh: dict[str, dict[int, PreKeyBundle]] = _DefaultDict()
         if not self.engine.devices_with_sessions(recipient):
             fresh[recipient] = await self._bundles(recipient, None)
@@ -522,10 +534,11 @@ class Client(AsyncClosing):
             fresh[me.account_id] = await self._own_new_devices()
         key = idempotency_key or message.message_id.hex()
         for _ in range(MAX_SEND_ATTEMPTS):
-            copies = self._encrypt(recipient, body, fresh[recipient])
+            copies = self._encrypt(recipient, body.plaintext, fresh[recipient], skip=own)
+            envelopes = [convert.outgoing(c, recipient, body.tag) for c in copies]
             if sync_body is not None:
-                copies += self._encrypt(me.account_id, sync_body, fresh[me.account_id], skip=me)
-            envelopes = [convert.outgoing(c, recipient) for c in copies]
+                copies = self._encrypt(me.account_id, sync_body.plaintext, fresh[me.account_id], me)
+                envelopes += [convert.outgoing(c, recipient, sync_body.tag) for c in copies]
             try:
                 answer = await self._api().send(recipient, SendRequest(envelopes, key))
             except ServerError as exc:
@@ -577,7 +590,7 @@ class Client(AsyncClosing):
         devices = sorted(set(self.engine.devices_with_sessions(account_id)) | set(bundles))
         if skip is not None:
             devices = [d for d in devices if d != skip.device_id]
-        copies, changed = self.engine.encrypt(account_id, devices, body, bundles)
+        copies, changed = self.engine.encrypt(account_id, devices, payload.pad(body), bundles)
         for event in changed:
             log.warning("identity key of %s changed (accepted: trust on first use)", event)
         return copies
@@ -618,9 +631,12 @@ class Client(AsyncClosing):
         backlog that was waiting.
         """
         connection = self._connection = Connection(self.account.server_url, self.credentials)
+        expiry = asyncio.ensure_future(self._expire_forever())
         try:
             with contextlib.suppress(ClientError):
                 await self.flush_outbox()
+            with contextlib.suppress(ClientError):
+                await self.refresh_blocked()
             while self._notices:
                 yield self._notices.pop(0)
             async for frame in connection.frames():
@@ -644,6 +660,7 @@ class Client(AsyncClosing):
                     empty = frame.one_time_prekeys == 0 and frame.kyber_prekeys == 0
                     self._spawn(self._replenish(everything=empty))
         finally:
+            expiry.cancel()
             await connection.close()
             if self._connection is connection:
                 self._connection = None
@@ -704,7 +721,11 @@ class Client(AsyncClosing):
                 if message.attachment is not None:
                     attachment = payload.decode_content(message.attachment).attachment
                 again = payload.Content(
-                    message.message_id, message.sent_ms, text=message.text, attachment=attachment
+                    message.message_id,
+                    message.sent_ms,
+                    text=message.text,
+                    attachment=attachment,
+                    expire_timer_s=message.expire_timer_s,
                 )
                 resend_key = f"{message.message_id.hex()}.resend.{event.envelope_id}"
                 try:
@@ -729,7 +750,7 @@ class Client(AsyncClosing):
             self.store.save_contact(Contact(info.account_id, info.username))
 
     def _after(self, event: Event) -> None:
-        if isinstance(event, MessageReceived):
+        if isinstance(event, MessageReceived) and not event.request:
             self._spawn(
                 self._send_receipt(
                     event.conversation, payload.RECEIPT_DELIVERED, [event.message_id]
@@ -779,8 +800,11 @@ class Client(AsyncClosing):
         return self.store.messages(conversation, limit)
 
     async def mark_read(self, conversation: str) -> int:
-        """Mark the conversation's incoming messages read and tell the sender."""
-        ids = self.store.mark_read(conversation)
+        """Mark the conversation's incoming messages read (their disappearing timers start
+        now) and tell the sender -- unless the conversation is a message request."""
+        ids = self.store.mark_read(conversation, self._now_ms())
+        if self.store.settings(conversation).state == "request":
+            return len(ids)
         step = payload.MAX_RECEIPT_IDS
         for start in range(0, len(ids), step):  # a receipt names at most 1000 messages
             await self._send_receipt(conversation, payload.RECEIPT_READ, ids[start : start + step])

@@ -49,15 +49,17 @@ def key_upload(batch: KeyBatch) -> KeyUpload:
     )
 
 
-def outgoing(copy: OutgoingCopy, recipient: str) -> OutgoingEnvelopeIn:
+def outgoing(copy: OutgoingCopy, recipient: str, franking_tag: bytes) -> OutgoingEnvelopeIn:
     """One envelope of a send to ``recipient`` (the account id is given only for copies to
-    other accounts, i.e. the sender's own other devices)."""
+    other accounts, i.e. the sender's own other devices), with the franking tag of its
+    content."""
     return OutgoingEnvelopeIn(
         copy.device_id,
         copy.registration_id,
         copy.type,
         copy.content,
         None if copy.account_id == recipient else copy.account_id,
+        franking_tag,
     )
 
 
@@ -70,4 +72,8 @@ def incoming(envelope: EnvelopeOut) -> IncomingEnvelope:
         envelope.server_ms,
         envelope.type,
         envelope.content,
+        envelope.franking_tag,
+        envelope.reporting_tag,
+        envelope.franking_key_id,
+        envelope.request,
     )

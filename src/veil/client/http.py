@@ -30,6 +30,8 @@ from veil.wire.provisioning import (
     ProvisioningCreated,
     ProvisioningMessage,
 )
+from veil.wire.reports import ReportRequest, ReportResponse
+from veil.wire.social import AccountList, Relationship
 
 __all__ = ["Credentials", "HttpApi"]
 
@@ -208,6 +210,34 @@ class HttpApi(AsyncClosing):
             "PUT", f"/v1/messages/{_seg(recipient)}", body=request, headers=self._auth()
         )
         return self._decode(response, SendResponse)
+
+    # --- follows, requests, blocks, reports (wire/social.py, wire/reports.py) --------------
+
+    async def relation(self, method: str, kind: str, account_id: str) -> None:
+        """``PUT`` or ``DELETE /v1/{follows|chats|blocks}/{account_id}``."""
+        if kind not in ("follows", "chats", "blocks") or method not in ("PUT", "DELETE"):
+            raise ValueError(f"no such relation call: {method} {kind}")
+        await self._call(method, f"/v1/{kind}/{_seg(account_id)}", headers=self._auth())
+
+    async def account_list(self, kind: str) -> AccountList:
+        """``GET /v1/{follows|followers|blocks}``."""
+        if kind not in ("follows", "followers", "blocks"):
+            raise ValueError(f"no such list: {kind}")
+        return self._decode(
+            await self._call("GET", f"/v1/{kind}", headers=self._auth()), AccountList
+        )
+
+    async def relationship(self, account_id: str) -> Relationship:
+        """``GET /v1/relationship/{account_id}``."""
+        response = await self._call(
+            "GET", f"/v1/relationship/{_seg(account_id)}", headers=self._auth()
+        )
+        return self._decode(response, Relationship)
+
+    async def report(self, request: ReportRequest) -> ReportResponse:
+        """``POST /v1/reports``: 422 ``report_invalid`` if a message does not verify."""
+        response = await self._call("POST", "/v1/reports", body=request, headers=self._auth())
+        return self._decode(response, ReportResponse)
 
     # --- linking a device -----------------------------------------------------------------
 

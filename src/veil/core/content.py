@@ -53,9 +53,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
+from veil.core import protobuf as pb
 from veil.core.errors import DecodeError, LocalError, VeilError
 from veil.core.rng import Rng
-from veil.core import protobuf as pb
 
 CONTENT_VERSION: Final = 1
 MESSAGE_ID_LEN: Final = 16
@@ -307,12 +307,22 @@ def _problems(c: Content, nested: bool) -> Iterator[str]:
         yield "sent_ms out of range"
     if c.text is not None and len(c.text.encode()) > MAX_TEXT_BYTES:
         yield "text longer than 64 KiB"
-    if c.expire_timer_s:
-        if c.text is None and c.attachment is None:
-            yield "only a text or attachment message carries a timer"
-        yield from _some(timer_problem(c.expire_timer_s))
+    yield from _some(_timer_field_problem(c))
     if c.action is not None and not nested:
         yield "a conversation action travels only inside a sync copy"
+    yield from _some(_body_problem(c, nested))
+
+
+def _timer_field_problem(c: Content) -> str | None:
+    if not c.expire_timer_s:
+        return None
+    if c.text is None and c.attachment is None:
+        return "only a text or attachment message carries a timer"
+    return timer_problem(c.expire_timer_s)
+
+
+def _body_problem(c: Content, nested: bool) -> str | None:
+    """What is wrong with the body itself, or None."""
     problem = None
     if c.attachment is not None:
         problem = _attachment_problem(c.attachment)
@@ -326,7 +336,7 @@ def _problems(c: Content, nested: bool) -> Iterator[str]:
         problem = timer_problem(c.timer.seconds)
     elif c.action is not None and c.action.action not in ACTIONS:
         problem = "unknown conversation action"
-    yield from _some(problem)
+    return problem
 
 
 def _some(problem: str | None) -> Iterator[str]:

@@ -42,10 +42,10 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from veil.core import protobuf as pb
 from veil.core.crypto.kdf import constant_time_equal, hmac_sha256
 from veil.core.errors import DecodeError, LocalError
 from veil.core.rng import Rng
-from veil.core import protobuf as pb
 
 KEY_LEN: Final = 32
 TAG_LEN: Final = 32

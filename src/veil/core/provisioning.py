@@ -39,12 +39,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
+from veil.core import protobuf as pb
 from veil.core.crypto import cbc
 from veil.core.crypto.kdf import constant_time_equal, hkdf_sha256, hmac_sha256
 from veil.core.crypto.x25519 import KEY_LEN, PrivateKey, PublicKey
 from veil.core.errors import BadMacError, DecodeError, LocalError, VeilError
 from veil.core.rng import Rng
-from veil.core import protobuf as pb
 
 PROVISION_VERSION: Final = 1
 ENVELOPE_VERSION: Final = 1

@@ -16,6 +16,7 @@ from veil.engine.attachments import (
 )
 from veil.engine.engine import Engine, OutgoingCopy, TrustMode
 from veil.engine.events import (
+    ConversationChanged,
     DecryptFailure,
     DeviceAdded,
     Event,
@@ -25,6 +26,7 @@ from veil.engine.events import (
     ReceiptReceived,
     SessionReset,
     SyncedSent,
+    TimerChanged,
     TypingChanged,
 )
 from veil.engine.keys import (
@@ -48,6 +50,7 @@ from veil.store import (
 __all__ = [
     "AccountRecord",
     "Contact",
+    "ConversationChanged",
     "ConversationSummary",
     "DecryptFailure",
     "DeviceAdded",
@@ -71,6 +74,7 @@ __all__ = [
     "SessionReset",
     "StoreError",
     "SyncedSent",
+    "TimerChanged",
     "TrustMode",
     "TypingChanged",
     "blob_size",

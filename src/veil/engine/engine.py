@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from veil.core import content as payload
+from veil.core import franking
 from veil.core.crypto.x25519 import PrivateKey, PublicKey
 from veil.core.errors import (
     BadMacError,
@@ -47,12 +48,9 @@ from veil.engine.events import (
     Event,
     IdentityChanged,
     IncomingEnvelope,
-    MessageReceived,
-    ReceiptReceived,
-    SessionReset,
-    SyncedSent,
-    TypingChanged,
 )
+from veil.engine.evidence import Evidence
+from veil.engine.incoming import Applier, ContentError, message_record
 from veil.engine.keys import KeyBatch, StorePreKeys, new_account_keys, one_time_prekeys
 from veil.store import AccountRecord, DeviceStore, IdentityRecord, MessageRecord
 
@@ -67,15 +65,14 @@ FAILURE_REASONS: Final = (
     "too_far_ahead",
     "bad_envelope",
     "bad_content",
+    "bad_franking",
     "unknown_type",
 )
 """Why an envelope could not be used (``DecryptFailure.reason``; counted per reason)."""
 
-_RECEIPT_STATUS: Final = {payload.RECEIPT_DELIVERED: "delivered", payload.RECEIPT_READ: "read"}
 
-
-class _ContentError(RemoteError):
-    """Decrypted, but the payload is not something a client can use."""
+class _FrankingError(RemoteError):
+    """The franking tag beside the message is not the one of its content (never shown)."""
 
 
 class _UnknownTypeError(RemoteError):
@@ -84,7 +81,8 @@ class _UnknownTypeError(RemoteError):
 
 def _reason(exc: VeilError) -> str:
     for kind, reason in (
-        (_ContentError, "bad_content"),
+        (ContentError, "bad_content"),
+        (_FrankingError, "bad_franking"),
         (_UnknownTypeError, "unknown_type"),
         (NoSessionError, "no_session"),
         (DuplicateMessageError, "duplicate"),
@@ -134,6 +132,8 @@ class Engine:
         self.trust_mode: TrustMode = trust
         self.failures: Counter[str] = Counter()
         """Envelopes that could not be used, by reason (a product metric)."""
+        self.dropped: Counter[str] = Counter()
+        """Envelopes read and dropped on purpose (``blocked``: from an account we block)."""
         self._account: AccountRecord | None = None
         self._refused: IdentityRecord | None = None
 
@@ -382,98 +382,25 @@ class Engine:
         if new_device:  # a first message from another device of someone we know
             events.append(DeviceAdded(sender, device))
         try:
-            content = payload.decode_content(payload.unpad(plaintext))
+            opened = franking.open_franked(payload.unpad(plaintext))
+            content = payload.decode_content(opened.content)
         except DecodeError as exc:
-            raise _ContentError(str(exc)) from None
-        return events + self._apply_content(envelope, content)
-
-    def _apply_content(  # noqa: PLR0911 - one answer per kind of content
-        self, envelope: IncomingEnvelope, content: payload.Content
-    ) -> list[Event]:
-        sender = envelope.sender_account_id
-        me = self.account.account_id
-        now = self.now_ms()
-        if content.sync is not None:
-            if sender != me:
-                raise _ContentError("a sync copy from another account")
-            inner = payload.decode_content(content.sync.content)
-            stored = self.store.add_message(
-                _message(
-                    content.sync.destination,
-                    inner,
-                    "out",
-                    (me, envelope.sender_device_id),
-                    envelope.server_ms,
-                    now,
-                    "sent",
-                )
-            )
-            if not stored:
-                return []
-            return [
-                SyncedSent(
-                    content.sync.destination,
-                    envelope.sender_device_id,
-                    inner.message_id,
-                    inner.sent_ms,
-                    envelope.server_ms,
-                    envelope.envelope_id,
-                    inner.text,
-                    inner.attachment,
-                )
-            ]
-        if content.receipt is not None:
-            status = _RECEIPT_STATUS.get(content.receipt.kind)
-            if status is None:
-                raise _ContentError("unknown receipt kind")
-            for message_id in content.receipt.message_ids:
-                self.store.set_status(sender, message_id, status)
-            return [
-                ReceiptReceived(
-                    sender,
-                    envelope.sender_device_id,
-                    status,
-                    content.receipt.message_ids,
-                    envelope.server_ms,
-                    envelope.envelope_id,
-                )
-            ]
-        if content.reset is not None:
-            return [SessionReset(sender, envelope.sender_device_id, False, envelope.envelope_id)]
-        if content.typing is not None:
-            return [
-                TypingChanged(
-                    sender, envelope.sender_device_id, content.typing.started, envelope.envelope_id
-                )
-            ]
-        if content.text is None and content.attachment is None:
-            raise _ContentError("nothing to show")
-        stored = self.store.add_message(
-            _message(
-                sender,
-                content,
-                "in",
-                (sender, envelope.sender_device_id),
-                envelope.server_ms,
-                now,
-                "received",
-            )
-        )
-        if not stored:  # the same message again (a resend): already shown
+            raise ContentError(str(exc)) from None
+        if not franking.check_franking_tag(opened.key, opened.content, envelope.franking_tag):
+            raise _FrankingError("the franking tag does not match the message")
+        me = self.account
+        if sender != me.account_id and self.store.is_blocked(sender):
+            self.dropped["blocked"] += 1  # queued before the block, or a lying server
             return []
-        return [
-            MessageReceived(
-                sender,
-                sender,
-                envelope.sender_device_id,
-                content.message_id,
-                content.sent_ms,
-                envelope.server_ms,
-                envelope.envelope_id,
-                content.text,
-                content.attachment,
-            )
-        ]
+        evidence = Evidence(
+            opened.content,
+            opened.key,
+            envelope.reporting_tag,
+            envelope.franking_key_id,
+            me.device_id,
+        )
+        applier = Applier(self.store, me.account_id, self.now_ms())
+        return events + applier.apply(envelope, content, evidence.encode())
 
     def unconfirmed(self, conversation: str, since_ms: int, limit: int = 50) -> list[MessageRecord]:
         """Our messages in ``conversation`` since ``since_ms`` that no device confirmed."""
@@ -493,51 +420,19 @@ class Engine:
     ) -> None:
         """Keep our own copy of a message we sent (or failed to send)."""
         account = self.account
+        record = message_record(
+            conversation,
+            content,
+            "out",
+            (account.account_id, account.device_id),
+            server_ms,
+            None,
+            status,
+        )
         with self.store.transaction():
-            stored = self.store.add_message(
-                _message(
-                    conversation,
-                    content,
-                    "out",
-                    (account.account_id, account.device_id),
-                    server_ms,
-                    None,
-                    status,
-                )
-            )
-            if not stored:
+            if not self.store.settings(conversation).known:
+                self.store.set_state(conversation, "accepted", self.now_ms())
+            if content.timer is not None:
+                self.store.set_timer(conversation, content.timer.seconds, self.now_ms())
+            if not self.store.add_message(record):
                 self.store.set_status(conversation, content.message_id, status)
-
-
-def _message(
-    conversation: str,
-    content: payload.Content,
-    direction: str,
-    sender: tuple[str, int],
-    server_ms: int | None,
-    received_ms: int | None,
-    status: str,
-) -> MessageRecord:
-    """The store's row for a text/attachment ``content``."""
-    return MessageRecord(
-        conversation=conversation,
-        message_id=content.message_id,
-        direction=direction,
-        sender_account_id=sender[0],
-        sender_device_id=sender[1],
-        sent_ms=content.sent_ms,
-        server_ms=server_ms,
-        received_ms=received_ms,
-        text=content.text,
-        attachment=_pointer_bytes(content),
-        attachment_path=None,
-        status=status,
-    )
-
-
-def _pointer_bytes(content: payload.Content) -> bytes | None:
-    if content.attachment is None:
-        return None
-    return payload.encode_content(
-        payload.Content(content.message_id, content.sent_ms, attachment=content.attachment)
-    )

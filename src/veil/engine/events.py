@@ -20,6 +20,11 @@ class IncomingEnvelope:
     server_ms: int
     type: int
     content: bytes
+    franking_tag: bytes = b""
+    reporting_tag: bytes = b""
+    franking_key_id: int = 0
+    request: bool = False
+    """The server tagged it a message request (no chat, no mutual follow)."""
 
     def __repr__(self) -> str:
         return (
@@ -41,6 +46,10 @@ class MessageReceived:
     envelope_id: int
     text: str | None
     attachment: AttachmentPointer | None
+    request: bool = False
+    """The conversation is a message request (not accepted yet): no receipts go back."""
+    expire_timer_s: int = 0
+    """The message disappears this long after it is first read (0: it stays)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +64,31 @@ class SyncedSent:
     envelope_id: int
     text: str | None
     attachment: AttachmentPointer | None
+    expire_timer_s: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TimerChanged:
+    """The conversation's disappearing-message timer was set to ``seconds`` (0: off) by
+    ``by_account_id`` (the peer, or us from another of our devices)."""
+
+    conversation: str
+    by_account_id: str
+    sender_device_id: int
+    seconds: int
+    server_ms: int
+    envelope_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationChanged:
+    """One of our other devices accepted or declined ``conversation``'s message request,
+    or blocked or unblocked the peer (``action``: accept, decline, block, unblock)."""
+
+    conversation: str
+    action: str
+    sender_device_id: int
+    envelope_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,4 +165,6 @@ Event = (
     | DecryptFailure
     | SessionReset
     | DeviceAdded
+    | TimerChanged
+    | ConversationChanged
 )

@@ -12,6 +12,7 @@ from veil.store.errors import StoreError
 from veil.store.records import (
     AccountRecord,
     Contact,
+    ConversationSettings,
     ConversationSummary,
     IdentityRecord,
     MessageRecord,
@@ -21,6 +22,7 @@ from veil.store.records import (
 __all__ = [
     "AccountRecord",
     "Contact",
+    "ConversationSettings",
     "ConversationSummary",
     "DeviceStore",
     "IdentityRecord",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import TracebackType
 
+from veil.store.conversations import ConversationStore
 from veil.store.delivery import DeliveryStore
 from veil.store.keys import KeyStore
 from veil.store.messages import MessageStore
@@ -20,7 +21,7 @@ from veil.store.peers import PeerStore
 from veil.store.schema import DB_NAME, connect, schema_version
 
 
-class DeviceStore(KeyStore, PeerStore, MessageStore, DeliveryStore):
+class DeviceStore(KeyStore, PeerStore, MessageStore, DeliveryStore, ConversationStore):
     """A device profile's state in SQLite; see the module docstring for the parts.
 
     Every method runs inside the caller's :meth:`transaction` if there is one, else in a

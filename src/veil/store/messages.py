@@ -12,15 +12,19 @@ position.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterable
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Final
 
 from veil.store.base import Row, StoreBase
 from veil.store.errors import StoreError
 from veil.store.records import (
+    CONVERSATION_STATES,
     DIRECTIONS,
     IN_STATUSES,
+    MESSAGE_KINDS,
     OUT_STATUSES,
     ConversationSummary,
     MessageRecord,
@@ -29,19 +33,24 @@ from veil.store.records import (
 _OUT_ORDER: Final = {"sending": 0, "sent": 1, "delivered": 2, "read": 3}
 _INSERT: Final = (
     "INSERT INTO messages (conversation, message_id, direction, sender_account_id,"
-    " sender_device_id, sent_ms, server_ms, received_ms, text, attachment, attachment_path,"
-    " status, sort_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " sender_device_id, sent_ms,"
+    " server_ms, received_ms, text, attachment, attachment_path, status, kind,"
+    " expire_timer_s, expire_at_ms, franking, sort_ms)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (conversation, sender_account_id, message_id) DO NOTHING"
 )
 _BY_ID: Final = (
     "SELECT conversation, message_id, direction, sender_account_id, sender_device_id, sent_ms,"
-    " server_ms, received_ms, text, attachment, attachment_path, status"
-    " FROM messages WHERE conversation = ? AND message_id = ? ORDER BY seq DESC LIMIT 1"
+    " server_ms, received_ms, text, attachment, attachment_path, status, kind,"
+    " expire_timer_s, expire_at_ms, franking"
+    " FROM messages WHERE conversation = ? AND message_id = ?"
+    " ORDER BY seq DESC LIMIT 1"
 )
 # The latest `limit` rows (optionally before a timeline position), returned oldest first.
 _PAGE: Final = (
     "SELECT conversation, message_id, direction, sender_account_id, sender_device_id, sent_ms,"
-    " server_ms, received_ms, text, attachment, attachment_path, status FROM ("
+    " server_ms, received_ms, text, attachment, attachment_path, status, kind,"
+    " expire_timer_s, expire_at_ms, franking FROM ("
     " SELECT * FROM messages WHERE conversation = ? AND (? IS NULL OR sort_ms < ?)"
     " ORDER BY sort_ms DESC, seq DESC LIMIT ?) ORDER BY sort_ms, seq"
 )
@@ -51,8 +60,19 @@ _UNREAD_IDS: Final = (
     " ORDER BY sort_ms, seq"
 )
 _MARK_READ: Final = (
-    "UPDATE messages SET status = 'read'"
+    "UPDATE messages SET status = 'read',"
+    " expire_at_ms = CASE WHEN expire_timer_s > 0 AND expire_at_ms IS NULL"
+    " THEN ? + expire_timer_s * 1000 ELSE expire_at_ms END"
     " WHERE conversation = ? AND direction = 'in' AND status = 'received'"
+)
+_EXPIRE_BATCH: Final = 500
+_EXPIRED: Final = (
+    "SELECT attachment_path FROM messages"
+    " WHERE expire_at_ms IS NOT NULL AND expire_at_ms <= ? ORDER BY expire_at_ms, seq LIMIT 500"
+)
+_DELETE_EXPIRED: Final = (
+    "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages"
+    " WHERE expire_at_ms IS NOT NULL AND expire_at_ms <= ? ORDER BY expire_at_ms, seq LIMIT 500)"
 )
 _SUMMARIES: Final = """
 WITH ranked AS (
@@ -64,9 +84,11 @@ WITH ranked AS (
     WINDOW everything AS (PARTITION BY conversation),
            win AS (PARTITION BY conversation ORDER BY sort_ms DESC, seq DESC)
 )
-SELECT r.conversation, c.username, r.sort_ms, r.text, r.unread, r.total
+SELECT r.conversation, c.username, r.sort_ms, r.text, r.unread, r.total,
+       coalesce(s.timer_s, 0), coalesce(s.state, 'accepted')
 FROM ranked AS r LEFT JOIN contacts AS c ON c.account_id = r.conversation
-WHERE r.position = 1
+LEFT JOIN conversations AS s ON s.conversation = r.conversation
+WHERE r.position = 1 AND (? IS NULL OR coalesce(s.state, 'accepted') = ?)
 ORDER BY r.sort_ms DESC, r.seq DESC
 """
 
@@ -92,7 +114,7 @@ def status_may_change(direction: str, old: str, new: str) -> bool:
 
 def _record(row: Row) -> MessageRecord:
     conversation, message_id, direction, sender, device, sent, server, received = row[:8]
-    text, attachment, path, status = row[8:]
+    text, attachment, path, status, kind, timer, expire_at, franking = row[8:]
     return MessageRecord(
         conversation,
         bytes(message_id),
@@ -106,6 +128,10 @@ def _record(row: Row) -> MessageRecord:
         None if attachment is None else bytes(attachment),
         path,
         status,
+        kind,
+        int(timer),
+        expire_at,
+        None if franking is None else bytes(franking),
     )
 
 
@@ -117,6 +143,10 @@ def _check_message(message: MessageRecord) -> None:
         raise StoreError(f"status {message.status!r} is not one of {message.direction!r} messages")
     if message.attachment_path is not None:
         _check_relative(message.attachment_path)
+    if message.kind not in MESSAGE_KINDS:
+        raise StoreError(f"unknown message kind {message.kind!r}")
+    if message.expire_timer_s < 0:
+        raise StoreError("a message timer cannot be negative")
 
 
 def _check_relative(path: str) -> None:
@@ -157,6 +187,10 @@ class MessageStore(StoreBase):
                 None if m.attachment is None else bytes(m.attachment),
                 m.attachment_path,
                 m.status,
+                m.kind,
+                m.expire_timer_s,
+                m.expire_at_ms,
+                None if m.franking is None else bytes(m.franking),
                 sort_ms,
             ),
         )
@@ -220,19 +254,68 @@ class MessageStore(StoreBase):
         rows = self._all(_PAGE, (conversation, before_ms, before_ms, limit))
         return [_record(row) for row in rows]
 
-    def conversations(self) -> list[ConversationSummary]:
-        """One summary per conversation with messages, newest activity first."""
+    def conversations(self, state: str | None = None) -> list[ConversationSummary]:
+        """One summary per conversation with messages, newest activity first; only those in
+        ``state`` (``"accepted"`` or ``"request"``) if given."""
+        if state is not None and state not in CONVERSATION_STATES:
+            raise StoreError(f"unknown conversation state {state!r}")
         return [
-            ConversationSummary(row[0], row[1], int(row[2]), row[3], int(row[4]), int(row[5]))
-            for row in self._all(_SUMMARIES)
+            ConversationSummary(
+                row[0], row[1], int(row[2]), row[3], int(row[4]), int(row[5]), *row[6:8]
+            )
+            for row in self._all(_SUMMARIES, (state, state))
         ]
 
-    def mark_read(self, conversation: str) -> list[bytes]:
-        """Mark the conversation's unread incoming messages read; return their ids, in order."""
+    def mark_read(self, conversation: str, now_ms: int = 0) -> list[bytes]:
+        """Mark the conversation's unread incoming messages read and start their disappearing
+        timers at ``now_ms``; return their ids, in order."""
 
         def work(conn: sqlite3.Connection) -> list[bytes]:
             rows = self._sql(conn, _UNREAD_IDS, (conversation,)).fetchall()
-            self._sql(conn, _MARK_READ, (conversation,))
+            self._sql(conn, _MARK_READ, (now_ms, conversation))
             return [bytes(row[0]) for row in rows]
 
         return self._write(work)
+
+    def next_expiry(self) -> int | None:
+        """When the next message disappears (None: no timer is counting)."""
+        value = self._scalar("SELECT min(expire_at_ms) FROM messages")
+        return None if value is None else int(value)
+
+    def expire(self, now_ms: int) -> int:
+        """Delete every message whose time is up at ``now_ms``, with its downloaded
+        attachment file; how many. The rows go first (in one transaction), then the files:
+        a crash in between leaves an orphan file, never a message pointing at nothing."""
+        removed = 0
+        while True:
+            doomed = self._write(lambda conn: self._delete_expired(conn, now_ms))
+            self._remove_files(p for p in doomed if p is not None)
+            removed += len(doomed)
+            if len(doomed) < _EXPIRE_BATCH:
+                return removed
+
+    def _delete_expired(self, conn: sqlite3.Connection, now_ms: int) -> list[str | None]:
+        rows = self._sql(conn, _EXPIRED, (now_ms,)).fetchall()
+        self._sql(conn, _DELETE_EXPIRED, (now_ms,))
+        return [row[0] for row in rows]
+
+    def delete_conversation(self, conversation: str) -> int:
+        """Delete every message of the conversation (and their files) and its settings."""
+
+        def work(conn: sqlite3.Connection) -> list[str | None]:
+            rows = self._sql(
+                conn, "SELECT attachment_path FROM messages WHERE conversation = ?", (conversation,)
+            ).fetchall()
+            self._sql(conn, "DELETE FROM messages WHERE conversation = ?", (conversation,))
+            self._sql(conn, "DELETE FROM conversations WHERE conversation = ?", (conversation,))
+            return [row[0] for row in rows]
+
+        paths = self._write(work)
+        self._remove_files(p for p in paths if p is not None)
+        return len(paths)
+
+    def _remove_files(self, paths: Iterable[str]) -> None:
+        for relative in paths:
+            _check_relative(relative)
+            with contextlib.suppress(FileNotFoundError):
+                (self.profile / relative).unlink()

@@ -88,6 +88,14 @@ class MessageRecord:
     attachment: bytes | None
     attachment_path: str | None
     status: str
+    kind: str = "message"
+    """``"message"``, or ``"timer"``: a line "the timer is now ``expire_timer_s``"."""
+    expire_timer_s: int = 0
+    """The message's disappearing timer (0: it stays)."""
+    expire_at_ms: int | None = None
+    """When it disappears from this device (None: not counting, or no timer)."""
+    franking: bytes | None = None
+    """Evidence to report a received message (opaque to the store; see the engine)."""
 
     def __repr__(self) -> str:
         """Every field but the private ones (text, attachment pointer, file path): lengths."""
@@ -98,7 +106,9 @@ class MessageRecord:
             f" sender_device_id={self.sender_device_id!r}, sent_ms={self.sent_ms!r},"
             f" server_ms={self.server_ms!r}, received_ms={self.received_ms!r},"
             f" text={_hidden(self.text)}, attachment={_hidden(self.attachment)},"
-            f" attachment_path={_hidden(self.attachment_path)}, status={self.status!r})"
+            f" attachment_path={_hidden(self.attachment_path)}, status={self.status!r},"
+            f" kind={self.kind!r}, expire_timer_s={self.expire_timer_s!r},"
+            f" expire_at_ms={self.expire_at_ms!r}, franking={_hidden(self.franking)})"
         )
 
 
@@ -112,6 +122,10 @@ class ConversationSummary:
     last_text: str | None
     unread: int
     count: int
+    timer_s: int = 0
+    """The conversation's disappearing-message timer (0: off)."""
+    state: str = "accepted"
+    """``"accepted"`` or ``"request"`` (a message request not yet accepted)."""
 
     def __repr__(self) -> str:
         """Every field but the text of the last message (its length only)."""
@@ -119,8 +133,23 @@ class ConversationSummary:
             f"ConversationSummary(conversation={self.conversation!r},"
             f" username={self.username!r}, last_ms={self.last_ms!r},"
             f" last_text={_hidden(self.last_text)}, unread={self.unread!r},"
-            f" count={self.count!r})"
+            f" count={self.count!r}, timer_s={self.timer_s!r}, state={self.state!r})"
         )
+
+
+CONVERSATION_STATES: Final = ("accepted", "request")
+MESSAGE_KINDS: Final = ("message", "timer")
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSettings:
+    """A conversation's timer and state (defaults when nothing was recorded)."""
+
+    conversation: str
+    timer_s: int = 0
+    state: str = "accepted"
+    known: bool = False
+    """Whether a row exists (False: nothing happened in this conversation yet)."""
 
 
 @dataclass(frozen=True, slots=True)

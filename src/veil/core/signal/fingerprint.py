@@ -25,10 +25,10 @@ import hashlib
 from dataclasses import dataclass
 from typing import Final
 
+from veil.core import protobuf as pb
 from veil.core.crypto.kdf import constant_time_equal
 from veil.core.crypto.x25519 import PublicKey
 from veil.core.errors import DecodeError, LocalError, RemoteError
-from veil.core import protobuf as pb
 
 DEFAULT_ITERATIONS: Final = 5200
 MIN_ITERATIONS: Final = 2

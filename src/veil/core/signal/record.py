@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from typing import Final
 
+from veil.core import protobuf as pb
 from veil.core.crypto.x25519 import PrivateKey, PublicKey
 from veil.core.errors import DecodeError, VeilError
-from veil.core import protobuf as pb
 from veil.core.signal.state import (
     MAX_ARCHIVED_STATES,
     MAX_RECEIVER_CHAINS,

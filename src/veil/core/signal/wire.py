@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from veil.core import protobuf as pb
 from veil.core.crypto.kdf import constant_time_equal, hmac_sha256
 from veil.core.crypto.kyber import SERIALIZED_CIPHERTEXT_LEN
 from veil.core.crypto.x25519 import PublicKey
 from veil.core.errors import DecodeError, UnsupportedVersionError
-from veil.core import protobuf as pb
 
 CIPHERTEXT_VERSION: Final = 4
 MAC_LEN: Final = 8
