@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from veil.core import protobuf as pb
 from veil.core.content import (
     MAX_ATTACHMENT_SIZE,
     MAX_NAME_BYTES,
@@ -37,7 +38,6 @@ from veil.core.content import (
 )
 from veil.core.errors import DecodeError, LocalError
 from veil.core.rng import Rng, seeded_rng
-from veil.core import protobuf as pb
 
 from .strategies import contents, mutate
 

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from veil.core import protobuf as pb
 from veil.core.crypto import cbc
 from veil.core.crypto.kdf import hkdf_sha256, hmac_sha256
 from veil.core.crypto.x25519 import PrivateKey, PublicKey
@@ -34,7 +35,6 @@ from veil.core.provisioning import (
     seal_provisioning,
 )
 from veil.core.rng import Rng, seeded_rng
-from veil.core import protobuf as pb
 
 from .strategies import HEX32, USERNAME, mutate
 
