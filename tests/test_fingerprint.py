@@ -12,9 +12,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from veil.core import protobuf as pb
 from veil.core.crypto.x25519 import PrivateKey, PublicKey
 from veil.core.errors import DecodeError, LocalError, RemoteError
-from veil.core import protobuf as pb
 from veil.core.signal.fingerprint import (
     DEFAULT_ITERATIONS,
     MAX_ITERATIONS,

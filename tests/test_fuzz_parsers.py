@@ -25,12 +25,12 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from signal_helpers import MemoryPreKeys, Party, establish, make_party
+from veil.core import protobuf as pb
 from veil.core.crypto.kyber import KyberKeyPair, KyberPublicKey
 from veil.core.crypto.x25519 import PrivateKey, PublicKey
 from veil.core.errors import DecodeError, RemoteError
 from veil.core.rng import seeded_rng
 from veil.core.signal import fingerprint as fp
-from veil.core import protobuf as pb
 from veil.core.signal import record as rec
 from veil.core.signal import session, wire
 from veil.core.signal.record import deserialize_record, serialize_record

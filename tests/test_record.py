@@ -18,10 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from signal_helpers import Party, establish, make_pair, make_party
+from veil.core import protobuf as pb
 from veil.core.crypto.x25519 import PrivateKey, PublicKey
 from veil.core.errors import DecodeError, VeilError
 from veil.core.rng import seeded_rng
-from veil.core import protobuf as pb
 from veil.core.signal.record import RECORD_FORMAT, deserialize_record, serialize_record
 from veil.core.signal.session import CiphertextMessage
 from veil.core.signal.state import (

@@ -26,6 +26,7 @@ from signal_helpers import (
     make_party,
     trust_none,
 )
+from veil.core import protobuf as pb
 from veil.core.crypto.x25519 import PrivateKey, PublicKey
 from veil.core.errors import (
     BadMacError,
@@ -43,7 +44,6 @@ from veil.core.errors import (
     UnsupportedVersionError,
     UntrustedIdentityError,
 )
-from veil.core import protobuf as pb
 from veil.core.signal import ratchet
 from veil.core.signal.record import deserialize_record, serialize_record
 from veil.core.signal.session import CiphertextMessage

@@ -149,9 +149,7 @@ class Applier:
             )
         ]
 
-    def _control(
-        self, envelope: IncomingEnvelope, content: payload.Content
-    ) -> list[Event] | None:
+    def _control(self, envelope: IncomingEnvelope, content: payload.Content) -> list[Event] | None:
         """The events of a receipt, reset or typing content; None for other contents."""
         sender = envelope.sender_account_id
         if content.action is not None:
