@@ -5,13 +5,18 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from veil.core.content import (
+    ACTIONS,
+    MAX_TIMER_S,
+    MIN_TIMER_S,
     RECEIPT_DELIVERED,
     RECEIPT_READ,
     AttachmentPointer,
     Content,
+    ConversationAction,
     Receipt,
     SessionReset,
     SyncSent,
+    TimerUpdate,
     Typing,
     encode_content,
 )
@@ -36,21 +41,28 @@ RECEIPTS = st.builds(
     message_ids=st.lists(MESSAGE_ID, min_size=1, max_size=20).map(tuple),
 )
 TYPINGS = st.builds(Typing, st.booleans())
+TIMERS = st.one_of(st.just(0), st.integers(MIN_TIMER_S, MAX_TIMER_S))
 
 
 @st.composite
-def contents(draw: st.DrawFn, *, allow_sync: bool = True) -> Content:
-    """A valid Content with one body (or a captioned attachment)."""
-    kinds = ["text", "attachment", "caption", "receipt", "typing", "reset"]
+def contents(draw: st.DrawFn, *, allow_sync: bool = True, nested: bool = False) -> Content:
+    """A valid Content with one body (or a captioned attachment); ``nested``: one that may
+    go inside a sync copy (conversation actions too)."""
+    kinds = ["text", "attachment", "caption", "receipt", "typing", "reset", "timer"]
+    kinds += ["action"] if nested else []
     kind = draw(st.sampled_from([*kinds, "sync"] if allow_sync else kinds))
     text = draw(st.text(max_size=200)) if kind in ("text", "caption") else None
     attachment = draw(ATTACHMENTS) if kind in ("attachment", "caption") else None
     receipt = draw(RECEIPTS) if kind == "receipt" else None
     typing = draw(TYPINGS) if kind == "typing" else None
     reset = SessionReset(draw(st.integers(1, 127))) if kind == "reset" else None
+    timer = TimerUpdate(draw(TIMERS)) if kind == "timer" else None
+    action = ConversationAction(draw(st.sampled_from(ACTIONS))) if kind == "action" else None
+    expire = draw(TIMERS) if kind in ("text", "attachment", "caption") else 0
     sync = None
     if kind == "sync":
-        sync = SyncSent(draw(HEX32), encode_content(draw(contents(allow_sync=False))))
+        inner = draw(contents(allow_sync=False, nested=True))
+        sync = SyncSent(draw(HEX32), encode_content(inner, for_sync=True))
     return Content(
         draw(MESSAGE_ID),
         draw(st.integers(0, 2**63 - 1)),
@@ -60,6 +72,9 @@ def contents(draw: st.DrawFn, *, allow_sync: bool = True) -> Content:
         sync=sync,
         typing=typing,
         reset=reset,
+        expire_timer_s=expire,
+        timer=timer,
+        action=action,
     )
 
 

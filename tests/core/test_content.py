@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from veil.core import protobuf as pb
 from veil.core.content import (
+    ACTION_BLOCK,
     MAX_ATTACHMENT_SIZE,
     MAX_NAME_BYTES,
     MAX_RECEIPT_IDS,
@@ -27,13 +28,17 @@ from veil.core.content import (
     RECEIPT_READ,
     AttachmentPointer,
     Content,
+    ConversationAction,
     Receipt,
     SyncSent,
+    TimerUpdate,
     Typing,
+    _encode,
     decode_content,
     encode_content,
     new_message_id,
     pad,
+    timer_problem,
     unpad,
 )
 from veil.core.errors import DecodeError, LocalError
@@ -317,3 +322,50 @@ def test_unpad_keeps_trailing_0x80_and_zeros_of_the_payload() -> None:
     data = b"x\x80\x00\x00"
     assert unpad(pad(data)) == data
     assert unpad(pad(b"\x80" * 159)) == b"\x80" * 159
+
+
+# --- disappearing-message timers and conversation actions (issue 5) -------------------------
+
+
+@pytest.mark.parametrize("seconds", [0, 5, 30, 3600, 86_400])
+def test_timers_in_range_round_trip(seconds: int) -> None:
+    update = Content(b"\x01" * 16, 7, timer=TimerUpdate(seconds))
+    assert decode_content(encode_content(update)) == update
+    if seconds:
+        text = Content(b"\x01" * 16, 7, text="hi", expire_timer_s=seconds)
+        assert decode_content(encode_content(text)).expire_timer_s == seconds
+
+
+@pytest.mark.parametrize("seconds", [1, 4, 86_401, 10**9])
+def test_timers_out_of_range_are_refused_both_ways(seconds: int) -> None:
+    assert timer_problem(seconds) is not None
+    for bad in (
+        Content(b"\x01" * 16, 7, timer=TimerUpdate(seconds)),
+        Content(b"\x01" * 16, 7, text="hi", expire_timer_s=seconds),
+    ):
+        with pytest.raises(LocalError, match="timer"):
+            encode_content(bad)
+        raw = _encode(bad)  # what a hostile peer could send
+        with pytest.raises(DecodeError, match="timer"):
+            decode_content(raw)
+
+
+def test_only_messages_carry_a_timer() -> None:
+    receipt = Content(b"\x01" * 16, 7, receipt=Receipt(RECEIPT_READ, (b"\x02" * 16,)))
+    raw = _encode(receipt) + pb.field_varint(10, 30)
+    with pytest.raises(DecodeError, match="only a text or attachment"):
+        decode_content(raw)
+
+
+def test_a_conversation_action_travels_only_in_a_sync_copy() -> None:
+    action = Content(b"\x01" * 16, 7, action=ConversationAction(ACTION_BLOCK))
+    with pytest.raises(LocalError, match="inside a sync"):
+        encode_content(action)
+    inner = encode_content(action, for_sync=True)
+    sync = Content(b"\x01" * 16, 7, sync=SyncSent("a" * 32, inner))
+    assert decode_content(encode_content(sync)).sync == SyncSent("a" * 32, inner)
+    with pytest.raises(DecodeError, match="inside a sync"):
+        decode_content(inner)
+    unknown = Content(b"\x01" * 16, 7, action=ConversationAction(9))
+    with pytest.raises(LocalError, match="unknown conversation action"):
+        encode_content(unknown, for_sync=True)

@@ -3,6 +3,7 @@ with what a test needs to look at -- or, playing a malicious operator, change --
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -126,13 +127,28 @@ class People:
 
 @pytest.fixture
 async def people(veil_server: VeilServer, tmp_path: Path) -> AsyncIterator[People]:
+    """Alice and Bob, who follow each other (so either may start a chat)."""
     alice = await Client.register(tmp_path / "alice", veil_server.url, "alice")
     bob = await Client.register(tmp_path / "bob", veil_server.url, "bob")
     try:
+        await alice.follow("bob")
+        await bob.follow("alice")
         yield People(veil_server, alice, bob)
     finally:
         await alice.close()
         await bob.close()
+
+
+async def linked(primary: Client, profile: Path, url: str) -> Client:
+    """A new device for ``primary``'s account, linked through the provisioning mailbox."""
+    shown: asyncio.Queue[str] = asyncio.Queue()
+    task = asyncio.create_task(
+        Client.link(profile, url, device_name="phone", show=shown.put_nowait, timeout_s=30)
+    )
+    uri = await asyncio.wait_for(shown.get(), 10)
+    assert uri.startswith("veil-link:")
+    await primary.approve_link(uri)
+    return await asyncio.wait_for(task, 30)
 
 
 def veil_cli(profile: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

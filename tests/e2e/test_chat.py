@@ -28,7 +28,7 @@ from veil.engine import (
 )
 from veil.wire.messages import Deliver
 
-from .conftest import People, VeilServer, veil_cli
+from .conftest import People, VeilServer, linked, veil_cli
 
 
 def _texts(events: list[object]) -> list[str | None]:
@@ -203,18 +203,6 @@ def test_every_chat_command_has_help() -> None:
         assert proc.returncode == 0 and "usage: veil" in proc.stdout, command
 
 
-async def _linked(primary: Client, profile: Path, url: str) -> Client:
-    """A new device for ``primary``'s account, linked through the provisioning mailbox."""
-    shown: asyncio.Queue[str] = asyncio.Queue()
-    task = asyncio.create_task(
-        Client.link(profile, url, device_name="phone", show=shown.put_nowait, timeout_s=30)
-    )
-    uri = await asyncio.wait_for(shown.get(), 10)
-    assert uri.startswith("veil-link:")
-    await primary.approve_link(uri)
-    return await asyncio.wait_for(task, 30)
-
-
 def _seen(events: list[object]) -> set[tuple[str, str | None]]:
     out: set[tuple[str, str | None]] = set()
     for e in events:
@@ -230,8 +218,8 @@ async def test_two_users_two_devices_each_see_every_message(
 ) -> None:
     alice = await Client.register(tmp_path / "alice1", veil_server.url, "alice")
     bob = await Client.register(tmp_path / "bob1", veil_server.url, "bob")
-    alice2 = await _linked(alice, tmp_path / "alice2", veil_server.url)
-    bob2 = await _linked(bob, tmp_path / "bob2", veil_server.url)
+    alice2 = await linked(alice, tmp_path / "alice2", veil_server.url)
+    bob2 = await linked(bob, tmp_path / "bob2", veil_server.url)
     devices = (alice, alice2, bob, bob2)
     try:
         assert alice2.account.account_id == alice.account.account_id
@@ -328,7 +316,7 @@ async def test_a_new_device_is_announced_to_the_peer_and_to_the_owners_other_dev
     alice, bob = people.alice, people.bob
     await alice.send("bob", "before")
     assert _texts(await bob.receive()) == ["before"]
-    bob2 = await _linked(bob, tmp_path / "bob2", people.server.url)
+    bob2 = await linked(bob, tmp_path / "bob2", people.server.url)
     try:
         await alice.send("bob", "after")  # refused once: bob has a device alice lacks
         added = [e for e in await alice.receive(timeout=0.5) if isinstance(e, DeviceAdded)]

@@ -129,9 +129,15 @@ async def _conversation(url: str, profiles: Path, database: Path, out: TextIO) -
                     f"{blob[:24].hex()}...  plaintext visible: {text.encode() in blob}",
                     file=out,
                 )
+            request = False
             for event in await clients[recipient].receive(timeout=0.2):
                 if isinstance(event, MessageReceived):
-                    print(f"    {recipient}'s device shows: {sender}: {event.text}", file=out)
+                    tag = " (in message requests)" if event.request else ""
+                    print(f"    {recipient}'s device shows{tag}: {sender}: {event.text}", file=out)
+                    request = request or event.request
+            if request:  # they never talked and do not follow each other
+                await clients[recipient].accept(sender)
+                print(f"    {recipient} accepts {sender}'s message request", file=out)
             await clients[sender].receive(timeout=0.2)  # receipts
         print("[4/4] safety numbers (compare them out of band):", file=out)
         a = await clients["alice"].safety_number("bob")

@@ -81,16 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
     from veil.cli.chat import add_chat_parsers  # noqa: PLC0415 - keeps `veil server` light
 
     add_chat_parsers(commands)
+    from veil.cli.rules import add_rules_parsers  # noqa: PLC0415
+
+    add_rules_parsers(commands)
     from veil.cli.demo import add_demo_parser  # noqa: PLC0415
 
     add_demo_parser(commands)
+    from veil.cli.admin import add_admin_parser  # noqa: PLC0415
+
+    add_admin_parser(commands)
     return parser
 
 
 _SERVER_EPILOG = """\
 settings, lowest to highest precedence: defaults, the TOML file (--config or $VEIL_CONFIG;
-keys: host, port, data_dir, database_url, nats_url, log_level), the environment (VEIL_HOST,
-VEIL_PORT, VEIL_DATA_DIR, VEIL_DATABASE_URL, VEIL_NATS_URL, VEIL_LOG_LEVEL), then these flags.
+keys: host, port, data_dir, database_url, nats_url, log_level, queue_retention_days, ...),
+the environment (VEIL_HOST, VEIL_PORT, VEIL_DATA_DIR, VEIL_DATABASE_URL, VEIL_NATS_URL,
+VEIL_LOG_LEVEL, VEIL_QUEUE_RETENTION_DAYS), then these flags.
 Without --database-url the data is a SQLite database (WAL) at DATA_DIR/veil.db; the default
 DATA_DIR is ${XDG_DATA_HOME:-~/.local/share}/veil.
 """
@@ -122,6 +129,14 @@ def _add_server_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
     )
     parser.add_argument(
         "--config", metavar="FILE", default=default, help="TOML settings file (or $VEIL_CONFIG)"
+    )
+    parser.add_argument(
+        "--queue-retention-days",
+        dest="queue_retention_days",
+        type=int,
+        metavar="DAYS",
+        default=default,
+        help="delete envelopes not delivered within DAYS days (default 30)",
     )
     parser.add_argument(
         "--log-level",
@@ -235,6 +250,7 @@ def _cmd_server(args: argparse.Namespace, out: TextIO) -> int:
 
     flags = {name: getattr(args, name) for name in ("host", "port", "data_dir", "database_url")}
     flags["log_level"] = args.log_level
+    flags["queue_retention_days"] = args.queue_retention_days
     try:
         config = load_config(config_file=args.config, overrides=flags)
     except ConfigError as exc:

@@ -162,8 +162,7 @@ class ConversationRules:
     async def blocked(self) -> list[Contact]:
         """Accounts we block (the server's list; the local copy is brought in line)."""
         contacts = await self._listed("blocks")
-        with self.store.transaction():
-            self.store.replace_blocked([c.account_id for c in contacts], self._now_ms())
+        self.store.replace_blocked([c.account_id for c in contacts], self._now_ms())
         return contacts
 
     async def refresh_blocked(self) -> None:

@@ -379,11 +379,14 @@ def _sync_problem(s: SyncSent) -> str | None:
 # --- decoding -------------------------------------------------------------------------------
 
 
-def decode_content(data: bytes) -> Content:
-    """Decode (unpadded) bytes made by :func:`encode_content`; only :class:`DecodeError`."""
+def decode_content(data: bytes, *, for_sync: bool = False) -> Content:
+    """Decode (unpadded) bytes made by :func:`encode_content`; only :class:`DecodeError`.
+
+    ``for_sync``: the bytes came from inside a :class:`SyncSent` (the nested rules apply).
+    """
     try:
         content = _decode(data)
-        problem = _problem(content, nested=False)
+        problem = _problem(content, nested=for_sync)
     except DecodeError:
         raise
     except (VeilError, ValueError, TypeError, KeyError, IndexError) as exc:

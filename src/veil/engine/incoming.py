@@ -222,7 +222,7 @@ class Applier:
 
     def _synced(self, envelope: IncomingEnvelope, sync: payload.SyncSent) -> list[Event]:
         """A copy of what another of our devices sent to (or did with) ``destination``."""
-        inner = payload.decode_content(sync.content)
+        inner = payload.decode_content(sync.content, for_sync=True)
         destination = sync.destination
         if inner.action is not None:
             return self._action(envelope, destination, inner.action.action)

@@ -200,19 +200,24 @@ class AccountService:
             raise errors.unauthorized()
         return Caller(account_id, device_id)
 
-    async def lookup(self, username: str) -> AccountInfo:
-        """Public facts about the account with this username; 404 if none."""
+    async def lookup(self, username: str, viewer: str | None = None) -> AccountInfo:
+        """Public facts about the account with this username; 404 if none, or if it blocks
+        ``viewer`` (the same answer)."""
         if _USERNAME.fullmatch(username) is None:  # ASCII only: no homoglyph can match
             raise errors.not_found("account")
         account = await self.repo.find_account(canonical_username(username))
+        return await self._visible(account, viewer)
+
+    async def get(self, account_id: str, viewer: str | None = None) -> AccountInfo:
+        """Public facts about an account by id; 404 if none, or if it blocks ``viewer``."""
+        account = await self.repo.get_account(require_account_id(account_id))
+        return await self._visible(account, viewer)
+
+    async def _visible(self, account: Account | None, viewer: str | None) -> AccountInfo:
         if account is None:
             raise errors.not_found("account")
-        return _info(account)
-
-    async def get(self, account_id: str) -> AccountInfo:
-        """Public facts about an account by id; 404 if none."""
-        account = await self.repo.get_account(require_account_id(account_id))
-        if account is None:
+        hidden = viewer is not None and viewer != account.account_id
+        if hidden and await self.repo.is_blocked(account.account_id, str(viewer)):
             raise errors.not_found("account")
         return _info(account)
 

@@ -49,8 +49,12 @@ from veil.server.ratelimit import (
     RateLimiter,
     check_rate,
 )
+from veil.server.report_store import report_store
+from veil.server.reporting import ReportingKeys
+from veil.server.reports import ReportService
 from veil.server.repository import Repository
-from veil.server.sweeper import Sweeper
+from veil.server.social import SocialService
+from veil.server.sweeper import DAY_MS, QUEUE_RETENTION_DAYS, Sweeper
 from veil.server.throttle import ClientAddress, PerIpLimit, Throttle
 from veil.server.websocket import WebSocketHub
 from veil.wire import WireError, decode, encode
@@ -59,6 +63,7 @@ from veil.wire.errors import ErrorBody
 from veil.wire.keys import KeyUpload
 from veil.wire.messages import SendRequest
 from veil.wire.provisioning import LinkRequest, ProvisioningMessage
+from veil.wire.reports import ReportRequest
 
 log = logging.getLogger("veil.server")
 T = TypeVar("T")
@@ -186,13 +191,18 @@ class _Api:
         trusted_proxies: tuple[str, ...] = (),
         blobs: BlobStore | None = None,
         attachments: AttachmentSettings | None = None,
+        queue_retention_days: int = QUEUE_RETENTION_DAYS,
     ) -> None:
         self.accounts = AccountService(repo, wall_ms)
+        self.social = SocialService(repo, wall_ms)
         self.provisioning = ProvisioningService(repo, wall_ms)
         self.provisioning_limiter = RateLimiter(*limits.provisioning_per_ip, clock)
         blob_store = default_blob_store(repo) if blobs is None else blobs
         self.attachments = AttachmentService(repo, blob_store, wall_ms, attachments)
-        self.sweeper = Sweeper(repo, self.attachments, wall_ms)
+        reports = report_store(repo)  # message franking: reporting secrets, abuse reports
+        self.reporting = ReportingKeys(reports, wall_ms)
+        self.reports = ReportService(repo, reports, self.reporting, wall_ms)
+        self.sweeper = Sweeper(repo, self.attachments, wall_ms, reporting=self.reporting)
         rates = limits.rates()
         memory = MemoryLimiter({k: rates[k] for k in (PER_IP, PER_ACCOUNT)}, clock)
         shared_rates = {k: rates[k] for k in (REGISTER_PER_IP, BUNDLES_PER_DEVICE)}
@@ -207,7 +217,11 @@ class _Api:
         self.notifier = Notifier() if notifier is None else notifier
         self.repo = repo
         self.metrics = Metrics(wall_ms)
-        self.messages = MessageService(repo, self.notifier, wall_ms, metrics=self.metrics)
+        self.sweeper.metrics = self.metrics
+        self.sweeper.queue_retention_ms = queue_retention_days * DAY_MS
+        self.messages = MessageService(
+            repo, self.notifier, wall_ms, metrics=self.metrics, reporting=self.reporting
+        )
         self.hub = WebSocketHub(
             repo,
             self.notifier,
@@ -248,12 +262,12 @@ class _Api:
         return _json(await self.accounts.register(await _body(request, RegisterRequest)), 201)
 
     async def lookup(self, request: Request) -> Response:
-        await self.caller(request)
-        return _json(await self.accounts.lookup(request.path_params["username"]))
+        who = await self.caller(request)
+        return _json(await self.accounts.lookup(request.path_params["username"], who.account_id))
 
     async def account(self, request: Request) -> Response:
-        await self.caller(request)
-        return _json(await self.accounts.get(request.path_params["account_id"]))
+        who = await self.caller(request)
+        return _json(await self.accounts.get(request.path_params["account_id"], who.account_id))
 
     async def delete_account(self, request: Request) -> Response:
         await self.accounts.delete(await self.caller(request))
@@ -322,6 +336,10 @@ class _Api:
             raise errors.rate_limited(round(wait, 3))
         return _json(await self.provisioning.link(await _body(request, LinkRequest)), 201)
 
+    async def report(self, request: Request) -> Response:
+        who = await self.caller(request)  # spends a per_account token
+        return _json(await self.reports.report(who, await _body(request, ReportRequest)), 201)
+
     async def upload_attachment(self, request: Request) -> Response:
         who = await self.caller(request)
         length = request.headers.get("content-length")
@@ -363,10 +381,46 @@ class _Api:
             r("/v1/provisioning", self.open_provisioning, "POST"),
             r("/v1/provisioning/{provisioning_id}", self.receive_provisioning, "GET"),
             r("/v1/provisioning/{provisioning_id}", self.put_provisioning, "PUT"),
+            r("/v1/reports", self.report, "POST"),
             r("/v1/attachments", self.upload_attachment, "POST"),
             r("/v1/attachments/{attachment_id}", self.fetch_attachment, "GET"),
             r("/v1/attachments/{attachment_id}", self.delete_attachment, "DELETE"),
+            *self._social_routes(),
             WebSocketRoute(WEBSOCKET_PATH, self.hub),
+        ]
+
+    def _social_routes(self) -> list[BaseRoute]:
+        """:mod:`veil.wire.social`: authenticate, call the service; no answer is a 204."""
+
+        def on(action: Callable[[Caller, str], Awaitable[None]]) -> Handler:
+            async def handle(request: Request) -> Response:
+                await action(await self.caller(request), request.path_params["account_id"])
+                return Response(status_code=204)
+
+            return _guarded(handle)
+
+        def get(action: Callable[..., Awaitable[object]], *, other: bool = False) -> Handler:
+            async def handle(request: Request) -> Response:
+                who = await self.caller(request)
+                args = (request.path_params["account_id"],) if other else ()
+                return _json(await action(who, *args))
+
+            return _guarded(handle)
+
+        s = self.social
+        return [
+            Route("/v1/follows", get(s.following), methods=["GET"]),
+            Route("/v1/follows/{account_id}", on(s.follow), methods=["PUT"]),
+            Route("/v1/follows/{account_id}", on(s.unfollow), methods=["DELETE"]),
+            Route("/v1/followers", get(s.followers), methods=["GET"]),
+            Route("/v1/chats/{account_id}", on(s.accept), methods=["PUT"]),
+            Route("/v1/chats/{account_id}", on(s.decline), methods=["DELETE"]),
+            Route("/v1/blocks", get(s.blocks), methods=["GET"]),
+            Route("/v1/blocks/{account_id}", on(s.block), methods=["PUT"]),
+            Route("/v1/blocks/{account_id}", on(s.unblock), methods=["DELETE"]),
+            Route(
+                "/v1/relationship/{account_id}", get(s.relationship, other=True), methods=["GET"]
+            ),
         ]
 
 
@@ -401,13 +455,15 @@ def create_app(
     trusted_proxies: tuple[str, ...] = (),
     blobs: BlobStore | None = None,
     attachments: AttachmentSettings | None = None,
+    queue_retention_days: int = QUEUE_RETENTION_DAYS,
 ) -> Starlette:
     """The ASGI app over ``repo`` (migrated on startup when ``migrate``; closed on shutdown).
 
     ``clock`` (monotonic seconds) drives the in-memory rate limits, ``wall_ms`` the shared
     ones; ``X-Forwarded-For`` is believed only from ``trusted_proxies`` (:mod:`.throttle`).
     Attachment bytes go to ``blobs`` (default: :func:`.attachments.default_blob_store`); the
-    lifespan runs the periodic :class:`.sweeper.Sweeper` (also at ``app.state.sweeper``).
+    lifespan runs the periodic :class:`.sweeper.Sweeper` (also at ``app.state.sweeper``), which
+    also deletes envelopes left undelivered for ``queue_retention_days``.
     """
     api = _Api(
         repo,
@@ -418,12 +474,14 @@ def create_app(
         trusted_proxies=trusted_proxies,
         blobs=blobs,
         attachments=attachments,
+        queue_retention_days=queue_retention_days,
     )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if migrate:
             await repo.migrate()
+        await api.reporting.load()  # creates the first reporting key on a new database
         sweeping = asyncio.create_task(api.sweeper.run(), name="veil-sweeper")
         try:
             yield
@@ -444,5 +502,6 @@ def create_app(
         ],
     )
     app.state.sweeper = api.sweeper
+    app.state.reporting = api.reporting
     app.router.redirect_slashes = False  # "/v1/keys/x/" is a JSON 404, not an empty redirect
     return app

@@ -14,7 +14,9 @@ Rate limits (:class:`veil.server.app.Limits`, see :mod:`veil.server.throttle`): 
 defaults. ``trusted_proxies`` (TOML array, or ``VEIL_TRUSTED_PROXIES`` separated by commas)
 are the addresses or networks whose ``X-Forwarded-For`` header names the client.
 ``max_attachment_bytes`` (default 100 MiB) and ``attachment_ttl_s`` (default 30 days) bound
-attachments (set them in the TOML file).
+attachments (set them in the TOML file). ``queue_retention_days`` (default 30; TOML,
+``VEIL_QUEUE_RETENTION_DAYS`` or ``--queue-retention-days``): envelopes not delivered within
+that many days are deleted.
 Invalid values raise :class:`ConfigError` with a message that names the setting and where it
 came from. The ``repr`` of a config never shows a password (nor a NATS token).
 """
@@ -46,6 +48,7 @@ ENV_VARS: Final = {
     "log_level": "VEIL_LOG_LEVEL",
     "trusted_proxies": "VEIL_TRUSTED_PROXIES",
     "rate_limits": "VEIL_RATE_LIMITS",
+    "queue_retention_days": "VEIL_QUEUE_RETENTION_DAYS",
 }
 CONFIG_ENV: Final = "VEIL_CONFIG"
 SQLITE_FILE: Final = "veil.db"
@@ -84,6 +87,8 @@ class ServerConfig:
     """Largest attachment upload (bigger ones are refused with 413)."""
     attachment_ttl_s: int = 30 * 24 * 3600
     """How long an attachment is served after its upload."""
+    queue_retention_days: int = 30
+    """Envelopes not delivered (acknowledged) within this many days are deleted."""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -183,7 +188,7 @@ def _validate(config: ServerConfig) -> None:
     if config.nats_url is not None:
         _validate_nats_url(config.nats_url)
     _validate_proxies(config.trusted_proxies)
-    for name in ("max_attachment_bytes", "attachment_ttl_s"):
+    for name in ("max_attachment_bytes", "attachment_ttl_s", "queue_retention_days"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, not {value!r}")
@@ -256,6 +261,7 @@ _TYPES: Final[dict[str, type]] = {
     "rate_limits": dict,
     "max_attachment_bytes": int,
     "attachment_ttl_s": int,
+    "queue_retention_days": int,
 }
 _KINDS: Final[dict[type, str]] = {
     int: "an integer",
@@ -328,7 +334,7 @@ def read_environment(env: Mapping[str, str]) -> dict[str, Any]:
         text = env.get(name, "")
         if not text:
             continue
-        if key == "port":
+        if key in ("port", "queue_retention_days"):
             try:
                 values[key] = int(text)
             except ValueError:

@@ -207,6 +207,7 @@ def run(config: ServerConfig, out: TextIO | None = None) -> int:
                 attachments=AttachmentSettings(
                     config.max_attachment_bytes, config.attachment_ttl_s
                 ),
+                queue_retention_days=config.queue_retention_days,
             )
             server = uvicorn.Server(
                 uvicorn.Config(

@@ -10,6 +10,8 @@ Metrics:
   identifier becomes a label; a path that matches no route is ``route="unmatched"``.
 * ``veil_envelopes_stored_total``, ``veil_envelopes_delivered_total`` (pushes on a WebSocket;
   an envelope delivered again after a reconnect counts again), ``veil_envelopes_acked_total``.
+* ``veil_envelopes_expired_total``: envelopes deleted undelivered after the queue retention
+  (by this process's sweeper).
 * ``veil_connected_devices``: WebSocket connections of this process, read at scrape time.
 * ``veil_queue_depth``: an *approximation*, computed in process as envelopes stored minus
   envelopes acked since this process started (never below 0). It does not see envelopes that
@@ -69,6 +71,11 @@ class Metrics:
             "veil_envelopes_delivered", "Envelopes pushed on a WebSocket", registry=r
         )
         self.acked = Counter("veil_envelopes_acked", "Envelopes acknowledged", registry=r)
+        self.expired = Counter(
+            "veil_envelopes_expired",
+            "Envelopes deleted undelivered after the queue retention",
+            registry=r,
+        )
         self.connected = Gauge(
             "veil_connected_devices", "Devices connected to this process", registry=r
         )
@@ -109,6 +116,12 @@ class Metrics:
         if n:
             self.acked.inc(n)
             self._acked_n += n
+
+    def envelopes_expired(self, n: int) -> None:
+        """``n`` undelivered envelopes were deleted after the queue retention."""
+        if n:
+            self.expired.inc(n)
+            self._acked_n += n  # they left the queues like acked ones (veil_queue_depth)
 
     def exposition(self) -> bytes:
         """The text exposition format of every metric."""

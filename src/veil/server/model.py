@@ -211,3 +211,28 @@ class Attachment:
     complete: bool
     size: int
     sha256: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedAccount:
+    """Another account in a follow or block list: id, display username, since when."""
+
+    account_id: str
+    display_username: str
+    since_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Relation:
+    """Between one account (A) and another (B); see :class:`veil.wire.social.Relationship`."""
+
+    following: bool
+    """A follows B."""
+    followed_by: bool
+    """B follows A."""
+    accepted: bool
+    """A accepts B's messages in the inbox (chats(owner=A, peer=B))."""
+    accepted_by: bool
+    """B accepts A's messages (chats(owner=B, peer=A))."""
+    blocked: bool
+    """A blocks B."""

@@ -25,6 +25,8 @@ from veil.wire.provisioning import (
     ProvisioningCreated,
     ProvisioningMessage,
 )
+from veil.wire.reports import ReportRequest, ReportResponse
+from veil.wire.social import AccountList, Relationship
 
 BYTES = "application/octet-stream"
 """``body``/``answer`` marker: raw bytes instead of a JSON schema."""
@@ -137,6 +139,15 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "post",
+        "/v1/reports",
+        "Report an account, revealing messages it sent to you (message franking); 422"
+        " report_invalid {index, reason} if one does not verify, 409 already_reported",
+        ReportRequest,
+        ReportResponse,
+        201,
+    ),
+    Operation(
+        "post",
         "/v1/attachments",
         "Upload an encrypted attachment (raw bytes)",
         BYTES,
@@ -151,6 +162,50 @@ OPERATIONS: tuple[Operation, ...] = (
         None,
         None,
         204,
+    ),
+    Operation("get", "/v1/follows", "Accounts I follow", None, AccountList),
+    Operation(
+        "put",
+        "/v1/follows/{account_id}",
+        "Follow an account (404 if unknown or it blocks me)",
+        None,
+        None,
+        204,
+    ),
+    Operation("delete", "/v1/follows/{account_id}", "Unfollow an account", None, None, 204),
+    Operation("get", "/v1/followers", "Accounts that follow me", None, AccountList),
+    Operation(
+        "put",
+        "/v1/chats/{account_id}",
+        "Accept an account's message request (its messages reach my inbox)",
+        None,
+        None,
+        204,
+    ),
+    Operation(
+        "delete",
+        "/v1/chats/{account_id}",
+        "Decline an account's messages (they become requests again; it is not told)",
+        None,
+        None,
+        204,
+    ),
+    Operation("get", "/v1/blocks", "Accounts I block", None, AccountList),
+    Operation(
+        "put",
+        "/v1/blocks/{account_id}",
+        "Block an account: its queued messages to me are dropped, follows both ways removed",
+        None,
+        None,
+        204,
+    ),
+    Operation("delete", "/v1/blocks/{account_id}", "Unblock an account", None, None, 204),
+    Operation(
+        "get",
+        "/v1/relationship/{account_id}",
+        "Follows, accepted chats and block between me and an account",
+        None,
+        Relationship,
     ),
 )
 

@@ -18,7 +18,14 @@ committed transaction (``synchronous_commit`` as configured). Inside it, in this
   and each target queue is counted (up to ``max_queue`` rows);
 * if everything holds, envelope ids are drawn from the sequence, the idempotency row is
   inserted with ``ON CONFLICT DO NOTHING``, and the envelopes are inserted only if that row was
-  (or no key was given).
+  (or no key was given);
+* the send rule (``veil/wire/social.py``), for a recipient B other than the sender A: if B
+  blocks A, B's copies are not inserted, though their ids were drawn and are answered (and
+  recorded in the idempotency row) like any others, so A cannot tell; otherwise B's copies
+  are inserted with ``request`` unless ``chats(owner=B, peer=A)`` exists or A and B follow
+  each other; and ``chats(owner=A, peer=B)`` is inserted when missing (A writing to B accepts
+  B). The social tables are read without locks: a block committed while a send is running may
+  miss that send's envelopes (the send counts as made just before the block).
 
 Two concurrent sends with one key: the second one's idempotency insert waits for the first
 transaction; when that commits, the insert does nothing, so the second stores nothing and
@@ -42,6 +49,7 @@ each from its own device's queue only.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -64,6 +72,7 @@ __all__ = [
     "StoreRequest",
     "ack_batch",
     "ack_envelopes",
+    "expire_envelopes",
     "fetch_envelopes",
     "purge_idempotency",
     "queue_depth",
@@ -76,14 +85,16 @@ _ATTEMPTS: Final = 3
 
 # $1 sender account, $2 sender device, $3 recipient, $4..$8 the envelopes as parallel arrays
 # (account, device, registration id, type, content), $9 idempotency key (or NULL), $10 now,
-# $11 max_queue. Non-data-modifying CTEs run only when (and once) referenced; the scalar
+# $11 max_queue, $12..$14 more parallel arrays (franking tag, reporting tag, franking key id).
+# Non-data-modifying CTEs run only when (and once) referenced; the scalar
 # subqueries are InitPlans, evaluated before the scans that use them, so ``acc`` locks the
 # accounts before ``cur`` locks their devices.
 _STORE: Final = """
 WITH sub AS (
-    SELECT u.a, u.d, u.r, u.t, u.c
-    FROM unnest($4::text[], $5::bigint[], $6::bigint[], $7::int[], $8::bytea[])
-        AS u(a, d, r, t, c)
+    SELECT u.a, u.d, u.r, u.t, u.c, u.ft, u.rt, u.k
+    FROM unnest($4::text[], $5::bigint[], $6::bigint[], $7::int[], $8::bytea[],
+                $12::bytea[], $13::bytea[], $14::int[])
+        AS u(a, d, r, t, c, ft, rt, k)
 ), prev AS (
     SELECT server_ms, account_ids, device_ids, envelope_ids FROM idempotency
     WHERE $9::text IS NOT NULL AND sender_account_id = $1::text AND idem_key = $9::text
@@ -117,8 +128,18 @@ WITH sub AS (
 ), ok AS (
     SELECT NOT dup AND found AND match AND NOT EXISTS (SELECT FROM full_queue) AS ok
     FROM verdict
+), soc AS (
+    SELECT $3::text <> $1::text
+           AND EXISTS (SELECT FROM blocks WHERE blocker = $3::text AND blocked = $1::text)
+               AS blocked,
+           $3::text <> $1::text
+           AND NOT EXISTS (SELECT FROM chats WHERE owner = $3::text AND peer = $1::text)
+           AND NOT (
+               EXISTS (SELECT FROM follows WHERE follower = $1::text AND followee = $3::text)
+               AND EXISTS (SELECT FROM follows WHERE follower = $3::text AND followee = $1::text))
+               AS request
 ), ids AS (
-    SELECT nextval('envelopes_envelope_id_seq') AS id, a, d, t, c FROM sub
+    SELECT nextval('envelopes_envelope_id_seq') AS id, a, d, t, c, ft, rt, k FROM sub
     WHERE (SELECT ok FROM ok)
 ), idem AS (
     INSERT INTO idempotency (sender_account_id, idem_key, created_ms, server_ms,
@@ -133,12 +154,23 @@ WITH sub AS (
     RETURNING true
 ), env AS (
     INSERT INTO envelopes (envelope_id, account_id, device_id, sender_account_id,
-                           sender_device_id, server_ms, type, content)
-    SELECT id, a, d::smallint, $1::text, $2::int, $10::bigint, t, c FROM ids
-    WHERE $9::text IS NULL OR EXISTS (SELECT FROM idem)
+                           sender_device_id, server_ms, type, content, franking_tag,
+                           reporting_tag, franking_key_id, request)
+    SELECT id, a, d::smallint, $1::text, $2::int, $10::bigint, t, c, ft, rt, k,
+           a = $3::text AND (SELECT request FROM soc)
+    FROM ids
+    WHERE ($9::text IS NULL OR EXISTS (SELECT FROM idem))
+      AND NOT (a = $3::text AND (SELECT blocked FROM soc))
     RETURNING envelope_id
+), accept AS (
+    INSERT INTO chats (owner, peer, created_ms)
+    SELECT $1::text, $3::text, $10::bigint
+    WHERE $3::text <> $1::text AND (SELECT ok FROM ok)
+      AND ($9::text IS NULL OR EXISTS (SELECT FROM idem))
+      AND NOT EXISTS (SELECT FROM chats WHERE owner = $1::text AND peer = $3::text)
+    ON CONFLICT (owner, peer) DO NOTHING
 )
-SELECT v.dup, v.found, v.match, o.ok,
+SELECT v.dup, v.found, v.match, o.ok, s.blocked, s.request,
        EXISTS (SELECT FROM idem) AS idem_inserted,
        (SELECT count(*) FROM env) AS stored,
        f.a AS full_a, f.d AS full_d,
@@ -148,6 +180,7 @@ SELECT v.dup, v.found, v.match, o.ok,
        c.accounts AS cur_accounts, c.devices AS cur_devices, c.regs AS cur_regs
 FROM verdict AS v
 CROSS JOIN ok AS o
+CROSS JOIN soc AS s
 CROSS JOIN (SELECT array_agg(a) AS accounts, array_agg(d) AS devices, array_agg(id) AS ids
             FROM ids) AS i
 CROSS JOIN (SELECT array_agg(a) AS accounts, array_agg(d) AS devices, array_agg(r) AS regs
@@ -245,6 +278,9 @@ def _store_args(req: StoreRequest) -> tuple[Any, ...]:
         req.idempotency_key,
         req.now_ms,
         req.max_queue,
+        [e.franking_tag or b"" for e in envelopes],
+        [e.reporting_tag or b"" for e in envelopes],
+        [e.franking_key_id for e in envelopes],
     )
 
 
@@ -271,9 +307,14 @@ def _interpret(req: StoreRequest, row: Any) -> StoreOutcome | None:
     if row["full_a"] is not None:
         raise QueueFullError(str(row["full_a"]), int(row["full_d"]))
     if req.idempotency_key is None or row["idem_inserted"]:
-        return _answer(
+        answer = _answer(
             req.now_ms, row["new_accounts"], row["new_devices"], row["new_ids"], duplicate=False
         )
+        recipient = req.recipient_account_id
+        if row["blocked"]:
+            dropped = frozenset(t for t in answer.envelope_ids if t[0] == recipient)
+            return dataclasses.replace(answer, dropped=dropped)
+        return dataclasses.replace(answer, request=bool(row["request"]))
     return None
 
 
@@ -416,7 +457,8 @@ async def fetch_envelopes(
     if limit <= 0 or not _valid_device_id(device_id):
         return []
     rows = await conn.fetch(
-        "SELECT envelope_id, sender_account_id, sender_device_id, server_ms, type, content"
+        "SELECT envelope_id, sender_account_id, sender_device_id, server_ms, type, content,"
+        " franking_tag, reporting_tag, franking_key_id, request"
         " FROM envelopes WHERE account_id = $1 AND device_id = $2 AND envelope_id > $3"
         " ORDER BY envelope_id LIMIT $4",
         account_id,
@@ -437,6 +479,10 @@ def _envelope(row: Any, account_id: str, device_id: int) -> Envelope:
         server_ms=int(row["server_ms"]),
         type=int(row["type"]),
         content=bytes(row["content"]),
+        franking_tag=bytes(row["franking_tag"]),
+        reporting_tag=bytes(row["reporting_tag"]),
+        franking_key_id=int(row["franking_key_id"]),
+        request=bool(row["request"]),
     )
 
 
@@ -530,11 +576,12 @@ FetchRequest = tuple[str, int, int, int]
 
 _FETCH_MANY: Final = """
 SELECT q.k, e.envelope_id, e.sender_account_id, e.sender_device_id, e.server_ms, e.type,
-       e.content
+       e.content, e.franking_tag, e.reporting_tag, e.franking_key_id, e.request
 FROM unnest($1::int[], $2::text[], $3::smallint[], $4::bigint[], $5::int[])
     AS q(k, a, d, after_id, lim)
 CROSS JOIN LATERAL (
-    SELECT envelope_id, sender_account_id, sender_device_id, server_ms, type, content
+    SELECT envelope_id, sender_account_id, sender_device_id, server_ms, type, content,
+           franking_tag, reporting_tag, franking_key_id, request
     FROM envelopes
     WHERE account_id = q.a AND device_id = q.d AND envelope_id > q.after_id
     ORDER BY envelope_id
@@ -562,3 +609,19 @@ async def fetch_batch(conn: Any, requests: Sequence[FetchRequest]) -> list[list[
         k = int(row["k"])
         out[k].append(_envelope(row, requests[k][0], requests[k][1]))
     return out
+
+
+_EXPIRE: Final = """
+DELETE FROM envelopes WHERE envelope_id IN (
+    SELECT envelope_id FROM envelopes WHERE server_ms < $1 ORDER BY server_ms LIMIT $2
+    FOR UPDATE SKIP LOCKED)"""
+
+
+async def expire_envelopes(conn: Any, older_than_ms: int, limit: int) -> int:
+    """Delete up to ``limit`` envelopes stored before ``older_than_ms``, oldest first; how many.
+
+    ``SKIP LOCKED``: rows an ack is deleting right now are left to it (and two sweepers in two
+    processes take different rows instead of waiting for each other).
+    """
+    status = await conn.execute(_EXPIRE, older_than_ms, limit)
+    return int(status.rpartition(" ")[2])

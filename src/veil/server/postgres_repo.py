@@ -31,6 +31,7 @@ from veil.server import (
     postgres_attachments,
     postgres_messages,
     postgres_provisioning,
+    postgres_social,
 )
 from veil.server.model import (
     MAX_DEVICE_ID,
@@ -43,11 +44,13 @@ from veil.server.model import (
     DeviceMismatch,
     Envelope,
     KyberPreKey,
+    LinkedAccount,
     NewDevice,
     OneTimePreKey,
     OutgoingEnvelope,
     PreKeyCounts,
     Provisioning,
+    Relation,
     SignedPreKey,
     StoredMessage,
 )
@@ -72,6 +75,8 @@ ACK_BATCH: Final = 256
 #: DELETE at a time is enough: it is short, and the acks queued behind it form the next one.
 STORE_IN_FLIGHT: Final = 4
 ACK_IN_FLIGHT: Final = 1
+#: Envelopes one expiry transaction deletes at most (the sweeper loops over such batches).
+EXPIRE_BATCH: Final = 1000
 #: Queue reads of many devices (woken together) share one statement (read-only: no commit).
 FETCH_BATCH: Final = 64
 FETCH_IN_FLIGHT: Final = 2
@@ -589,6 +594,70 @@ class PostgresRepository:
         """Forget idempotency answers recorded before ``older_than_ms``; count removed."""
         async with self._db.acquire() as conn:
             return await postgres_messages.purge_idempotency(conn, older_than_ms)
+
+    async def expire_envelopes(self, older_than_ms: int) -> int:
+        """Delete envelopes stored before ``older_than_ms``, :data:`EXPIRE_BATCH` per
+        transaction; how many."""
+        total = 0
+        while True:
+            n = await postgres_messages.expire_envelopes(self._db, older_than_ms, EXPIRE_BATCH)
+            total += n
+            if n < EXPIRE_BATCH:
+                return total
+
+    # --- social graph (see postgres_social) -----------------------------------------------------
+    async def follow(self, follower: str, followee: str, now_ms: int) -> bool:
+        """``follower`` follows ``followee``; False if unknown or blocking the follower."""
+        try:
+            return await postgres_social.follow(self._db, follower, followee, now_ms)
+        except asyncpg.ForeignKeyViolationError:  # the follower's account is gone
+            raise NotFoundError(follower) from None
+
+    async def unfollow(self, follower: str, followee: str) -> bool:
+        """Stop following."""
+        return await postgres_social.unfollow(self._db, follower, followee)
+
+    async def following(self, account_id: str) -> list[LinkedAccount]:
+        """The accounts ``account_id`` follows."""
+        return await postgres_social.listed(self._db, "following", account_id)
+
+    async def followers(self, account_id: str) -> list[LinkedAccount]:
+        """The accounts that follow ``account_id``."""
+        return await postgres_social.listed(self._db, "followers", account_id)
+
+    async def accept_chat(self, owner: str, peer: str, now_ms: int) -> bool:
+        """``owner`` accepts ``peer``'s messages; False if ``peer`` is unknown."""
+        try:
+            return await postgres_social.accept_chat(self._db, owner, peer, now_ms)
+        except asyncpg.ForeignKeyViolationError:
+            raise NotFoundError(owner) from None
+
+    async def decline_chat(self, owner: str, peer: str) -> bool:
+        """Remove chats(owner, peer)."""
+        return await postgres_social.decline_chat(self._db, owner, peer)
+
+    async def block(self, blocker: str, blocked: str, now_ms: int) -> int | None:
+        """Block, drop the blocked account's queued envelopes, remove follows (one statement)."""
+        try:
+            return await postgres_social.block(self._db, blocker, blocked, now_ms)
+        except asyncpg.ForeignKeyViolationError:
+            raise NotFoundError(blocker) from None
+
+    async def unblock(self, blocker: str, blocked: str) -> bool:
+        """Remove a block."""
+        return await postgres_social.unblock(self._db, blocker, blocked)
+
+    async def blocked_accounts(self, account_id: str) -> list[LinkedAccount]:
+        """The accounts ``account_id`` blocks."""
+        return await postgres_social.listed(self._db, "blocks", account_id)
+
+    async def is_blocked(self, blocker: str, blocked: str) -> bool:
+        """Whether ``blocker`` blocks ``blocked``."""
+        return await postgres_social.is_blocked(self._db, blocker, blocked)
+
+    async def relation(self, account_id: str, other: str) -> Relation | None:
+        """Follows, chats and block between the two; None if ``other`` is unknown."""
+        return await postgres_social.relation(self._db, account_id, other)
 
     # --- provisioning (see postgres_provisioning) -----------------------------------------------
     async def create_provisioning(

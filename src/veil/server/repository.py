@@ -32,11 +32,13 @@ from veil.server.model import (
     DeviceMismatch,
     Envelope,
     KyberPreKey,
+    LinkedAccount,
     NewDevice,
     OneTimePreKey,
     OutgoingEnvelope,
     PreKeyCounts,
     Provisioning,
+    Relation,
     SignedPreKey,
     StoredMessage,
 )
@@ -166,6 +168,13 @@ class Repository(Protocol):
         target queue already holds ``max_queue`` envelopes, and ``ValueError`` for two envelopes
         to one device (the services refuse that first). Otherwise store every envelope and
         the idempotency answer, commit (durably), and return ids and the server time.
+
+        The send rule (``veil/wire/social.py``), in the same transaction, when the recipient B
+        is not the sender A: if B blocks A, B's copies are not stored but get ids all the same
+        (unique, never reused, in the answer and the idempotency answer) and are listed in
+        ``dropped``; otherwise they are stored with ``request`` (and ``request`` is returned)
+        unless chats(owner=B, peer=A) exists or A and B follow each other. A stored send also
+        records chats(owner=A, peer=B) if missing. A's own copies are never requests.
         """
 
     async def fetch_envelopes(
@@ -181,6 +190,49 @@ class Repository(Protocol):
 
     async def purge_idempotency(self, older_than_ms: int) -> int:
         """Forget idempotency answers recorded before ``older_than_ms``; count removed."""
+
+    async def expire_envelopes(self, older_than_ms: int) -> int:
+        """Delete the envelopes stored before ``older_than_ms`` (undelivered for too long);
+        count removed. Done in short transactions of a bounded number of rows each, so a huge
+        backlog never holds a long lock."""
+
+    # --- social graph (SQL in sqlite_social / postgres_social) ----------------------------------
+    async def follow(self, follower: str, followee: str, now_ms: int) -> bool:
+        """``follower`` follows ``followee`` (again: no change); False, and nothing written,
+        if ``followee`` does not exist or blocks ``follower``."""
+
+    async def unfollow(self, follower: str, followee: str) -> bool:
+        """Stop following; False if there was no follow."""
+
+    async def following(self, account_id: str) -> list[LinkedAccount]:
+        """The accounts ``account_id`` follows, oldest follow first."""
+
+    async def followers(self, account_id: str) -> list[LinkedAccount]:
+        """The accounts that follow ``account_id``, oldest follow first."""
+
+    async def accept_chat(self, owner: str, peer: str, now_ms: int) -> bool:
+        """Record chats(owner, peer): ``owner`` accepts ``peer``'s messages in the inbox;
+        False if ``peer`` does not exist."""
+
+    async def decline_chat(self, owner: str, peer: str) -> bool:
+        """Remove chats(owner, peer); False if there was none."""
+
+    async def block(self, blocker: str, blocked: str, now_ms: int) -> int | None:
+        """In one transaction: record the block, delete the envelopes ``blocked`` has queued
+        for any device of ``blocker``, and remove the follows both ways. The number of
+        envelopes deleted; None (nothing written) if ``blocked`` does not exist."""
+
+    async def unblock(self, blocker: str, blocked: str) -> bool:
+        """Remove a block; False if there was none."""
+
+    async def blocked_accounts(self, account_id: str) -> list[LinkedAccount]:
+        """The accounts ``account_id`` blocks, oldest block first."""
+
+    async def is_blocked(self, blocker: str, blocked: str) -> bool:
+        """Whether ``blocker`` blocks ``blocked``."""
+
+    async def relation(self, account_id: str, other: str) -> Relation | None:
+        """Follows, chats and block between the two; None if ``other`` does not exist."""
 
     # --- provisioning (linking a new device; SQL in sqlite_/postgres_provisioning) --------------
     async def create_provisioning(

@@ -8,7 +8,13 @@ before its first write, so a body that raises (:class:`NotFoundError`,
 error can leave a body half done (a group commit that wants to survive those should give each
 body a ``SAVEPOINT``).
 
-Schema: ``migrations/sqlite/0002_messages.sql``.
+The send rule (``veil/wire/social.py``): for a send from A to another account B, if B blocks
+A nothing is stored for B's devices, yet ids are reserved and answered for them as for any
+send (:func:`_reserve_and_insert`), so A cannot tell; otherwise B's copies are message
+requests unless ``chats(owner=B, peer=A)`` exists or A and B follow each other. Every send
+from A to B records ``chats(owner=A, peer=B)``. Copies for A's own devices are never requests.
+
+Schema: ``migrations/sqlite/0002_messages.sql`` and ``0006_social.sql``.
 """
 
 from __future__ import annotations
@@ -41,11 +47,36 @@ _ACCOUNT_EXISTS: Final = "SELECT 1 FROM accounts WHERE account_id = ?"
 _DEPTH: Final = "SELECT queue_depth FROM devices WHERE account_id = ? AND device_id = ?"
 _INSERT_ENVELOPE: Final = (
     "INSERT INTO envelopes (account_id, device_id, sender_account_id, sender_device_id,"
-    " server_ms, type, content) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " server_ms, type, content, franking_tag, reporting_tag, franking_key_id, request)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_INSERT_ENVELOPE_WITH_ID: Final = (
+    "INSERT INTO envelopes (account_id, device_id, sender_account_id, sender_device_id,"
+    " server_ms, type, content, franking_tag, reporting_tag, franking_key_id, request,"
+    " envelope_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# (blocked, accepted) of a send from ?1 to ?2: ?2 blocks ?1; ?2 accepts ?1's messages.
+_SOCIAL: Final = (
+    "SELECT EXISTS (SELECT 1 FROM blocks WHERE blocker = ?2 AND blocked = ?1),"
+    " EXISTS (SELECT 1 FROM chats WHERE owner = ?2 AND peer = ?1)"
+    " OR (EXISTS (SELECT 1 FROM follows WHERE follower = ?1 AND followee = ?2)"
+    " AND EXISTS (SELECT 1 FROM follows WHERE follower = ?2 AND followee = ?1))"
+)
+_ACCEPT: Final = "INSERT OR IGNORE INTO chats (owner, peer, created_ms) VALUES (?, ?, ?)"
+# The last id AUTOINCREMENT handed out (the next is one more); no row before the first insert.
+_LAST_ID: Final = (
+    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'envelopes'), 0),"
+    " coalesce((SELECT max(envelope_id) FROM envelopes), 0))"
+)
+_SEQUENCE_ROW: Final = (
+    "INSERT INTO sqlite_sequence (name, seq) SELECT 'envelopes', 0"
+    " WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'envelopes')"
+)
+_SEQUENCE_SET: Final = "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'envelopes'"
 _FETCH: Final = (
     "SELECT envelope_id, account_id, device_id, sender_account_id, sender_device_id,"
-    " server_ms, type, content FROM envelopes"
+    " server_ms, type, content, franking_tag, reporting_tag, franking_key_id, request"
+    " FROM envelopes"
     " WHERE account_id = ? AND device_id = ? AND envelope_id > ?"
     " ORDER BY envelope_id LIMIT ?"
 )
@@ -88,11 +119,23 @@ def store_message(
         if depths[envelope.account_id, envelope.device_id] >= max_queue:
             raise QueueFullError(envelope.account_id, envelope.device_id)
 
-    envelope_ids = _insert(conn, sender, sender_device_id, envelopes, now_ms)
+    blocked, request = False, False
+    if recipient != sender:
+        blocked_row, accepted = conn.execute(_SOCIAL, (sender, recipient)).fetchone()
+        blocked, request = bool(blocked_row), not accepted
+        conn.execute(_ACCEPT, (sender, recipient, now_ms))  # A writing to B: A accepts B
+    dropped: frozenset[tuple[str, int]] = frozenset()
+    if blocked:
+        dropped = frozenset(
+            (e.account_id, e.device_id) for e in envelopes if e.account_id == recipient
+        )
+        ids = _reserve_and_insert(conn, sender, sender_device_id, envelopes, now_ms, dropped)
+    else:
+        ids = _insert(conn, sender, sender_device_id, envelopes, now_ms, recipient, request)
     if idempotency_key is not None:
-        answer = _encode_answer(envelope_ids)
+        answer = _encode_answer(ids)
         conn.execute(_IDEMPOTENCY_INSERT, (sender, idempotency_key, now_ms, now_ms, answer))
-    return StoredMessage(now_ms, envelope_ids)
+    return StoredMessage(now_ms, ids, request=request and not blocked, dropped=dropped)
 
 
 def _expected_devices(
@@ -118,18 +161,39 @@ def _expected_devices(
     return current, depths
 
 
+def _row(
+    e: OutgoingEnvelope, sender: str, sender_device_id: int, now_ms: int, request: bool
+) -> tuple[object, ...]:
+    """The :data:`_INSERT_ENVELOPE` parameters of one copy."""
+    return (
+        e.account_id,
+        e.device_id,
+        sender,
+        sender_device_id,
+        now_ms,
+        e.type,
+        e.content,
+        e.franking_tag or b"",
+        e.reporting_tag or b"",
+        e.franking_key_id,
+        int(request),
+    )
+
+
 def _insert(
     conn: sqlite3.Connection,
     sender: str,
     sender_device_id: int,
     envelopes: Sequence[OutgoingEnvelope],
     now_ms: int,
+    recipient: str,
+    request: bool,
 ) -> dict[tuple[str, int], int]:
-    """Insert the envelopes; their ids by target."""
+    """Insert the envelopes (the recipient's copies with ``request``); their ids by target."""
     if not envelopes:
         return {}
     rows = [
-        (e.account_id, e.device_id, sender, sender_device_id, now_ms, e.type, e.content)
+        _row(e, sender, sender_device_id, now_ms, request and e.account_id == recipient)
         for e in envelopes
     ]
     conn.executemany(_INSERT_ENVELOPE, rows)
@@ -138,6 +202,32 @@ def _insert(
     last: int = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
     first = last - len(rows) + 1
     return {(e.account_id, e.device_id): first + i for i, e in enumerate(envelopes)}
+
+
+def _reserve_and_insert(
+    conn: sqlite3.Connection,
+    sender: str,
+    sender_device_id: int,
+    envelopes: Sequence[OutgoingEnvelope],
+    now_ms: int,
+    dropped: frozenset[tuple[str, int]],
+) -> dict[tuple[str, int], int]:
+    """Give every envelope the id an ordinary send would (consecutive, in submission order),
+    insert only those not ``dropped``, and move the ``AUTOINCREMENT`` counter past them all,
+    so the dropped ids are never handed out again and the answer looks like any other."""
+    if not envelopes:
+        return {}
+    first = int(conn.execute(_LAST_ID).fetchone()[0]) + 1
+    ids = {(e.account_id, e.device_id): first + i for i, e in enumerate(envelopes)}
+    rows = [
+        (*_row(e, sender, sender_device_id, now_ms, False), ids[e.account_id, e.device_id])
+        for e in envelopes
+        if (e.account_id, e.device_id) not in dropped
+    ]
+    conn.executemany(_INSERT_ENVELOPE_WITH_ID, rows)
+    conn.execute(_SEQUENCE_ROW)
+    conn.execute(_SEQUENCE_SET, (first + len(envelopes) - 1,))
+    return ids
 
 
 def _mismatches(
@@ -180,7 +270,38 @@ def fetch_envelopes(
 ) -> list[Envelope]:
     """Up to ``limit`` envelopes of one queue with id > ``after_id``, in id order."""
     rows = conn.execute(_FETCH, (account_id, device_id, after_id, limit)).fetchall()
-    return [Envelope(*row) for row in rows]
+    return [_envelope(*row) for row in rows]
+
+
+def _envelope(
+    envelope_id: int,
+    account_id: str,
+    device_id: int,
+    sender_account_id: str,
+    sender_device_id: int,
+    server_ms: int,
+    type_: int,
+    content: bytes,
+    franking_tag: bytes,
+    reporting_tag: bytes,
+    franking_key_id: int,
+    request: int,
+) -> Envelope:
+    """An :data:`_FETCH` row (``request`` is stored as 0 or 1)."""
+    return Envelope(
+        envelope_id,
+        account_id,
+        device_id,
+        sender_account_id,
+        sender_device_id,
+        server_ms,
+        type_,
+        content,
+        franking_tag,
+        reporting_tag,
+        franking_key_id,
+        bool(request),
+    )
 
 
 def ack_envelopes(
@@ -213,3 +334,14 @@ def purge_idempotency(conn: sqlite3.Connection, older_than_ms: int) -> int:
     """Forget the idempotency answers recorded before ``older_than_ms``; how many."""
     sql = "DELETE FROM idempotency WHERE created_ms < ?"
     return conn.execute(sql, (older_than_ms,)).rowcount
+
+
+_EXPIRE: Final = (
+    "DELETE FROM envelopes WHERE envelope_id IN ("
+    " SELECT envelope_id FROM envelopes WHERE server_ms < ? ORDER BY server_ms LIMIT ?)"
+)
+
+
+def expire_envelopes(conn: sqlite3.Connection, older_than_ms: int, limit: int) -> int:
+    """Delete up to ``limit`` envelopes stored before ``older_than_ms``, oldest first."""
+    return conn.execute(_EXPIRE, (older_than_ms, limit)).rowcount

@@ -22,7 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, TypeVar
 
-from veil.server import migrations, sqlite_attachments, sqlite_messages, sqlite_provisioning
+from veil.server import (
+    migrations,
+    sqlite_attachments,
+    sqlite_messages,
+    sqlite_provisioning,
+    sqlite_social,
+)
 from veil.server.model import (
     MAX_DEVICE_ID,
     PRIMARY_DEVICE_ID,
@@ -33,11 +39,13 @@ from veil.server.model import (
     DeviceMismatch,
     Envelope,
     KyberPreKey,
+    LinkedAccount,
     NewDevice,
     OneTimePreKey,
     OutgoingEnvelope,
     PreKeyCounts,
     Provisioning,
+    Relation,
     SignedPreKey,
     StoredMessage,
 )
@@ -53,6 +61,8 @@ from veil.server.sqlite_executor import SqliteExecutor, Work, transaction
 _T = TypeVar("_T")
 
 DIALECT: Final = "sqlite"
+#: Envelopes one expiry transaction deletes at most (the write lock is released between them).
+EXPIRE_BATCH: Final = 1000
 # Column lists in the field order of model.Account / model.Device (rows become Account(*row)).
 _ACCOUNT_BY_ID: Final = (
     "SELECT account_id, username, display_username, identity_key, created_ms"
@@ -267,6 +277,80 @@ class SqliteRepository:
         """Forget idempotency answers recorded before ``older_than_ms``."""
         purge = sqlite_messages.purge_idempotency
         return await self._write(lambda conn: purge(conn, older_than_ms))
+
+    async def expire_envelopes(self, older_than_ms: int) -> int:
+        """Delete envelopes stored before ``older_than_ms``, :data:`EXPIRE_BATCH` per
+        transaction; how many."""
+        expire = sqlite_messages.expire_envelopes
+        total = 0
+        while True:
+            n = await self._write(lambda conn: expire(conn, older_than_ms, EXPIRE_BATCH))
+            total += n
+            if n < EXPIRE_BATCH:
+                return total
+
+    # --- social graph (the SQL work is in sqlite_social) ---------------------------------------
+    async def follow(self, follower: str, followee: str, now_ms: int) -> bool:
+        """``follower`` follows ``followee``; False if unknown or blocking the follower."""
+        follow = sqlite_social.follow
+        return await self._social_write(lambda conn: follow(conn, follower, followee, now_ms))
+
+    async def unfollow(self, follower: str, followee: str) -> bool:
+        """Stop following."""
+        unfollow = sqlite_social.unfollow
+        return await self._write(lambda conn: unfollow(conn, follower, followee))
+
+    async def following(self, account_id: str) -> list[LinkedAccount]:
+        """The accounts ``account_id`` follows."""
+        listed = sqlite_social.listed
+        return await self._read_statement(lambda conn: listed(conn, "following", account_id))
+
+    async def followers(self, account_id: str) -> list[LinkedAccount]:
+        """The accounts that follow ``account_id``."""
+        listed = sqlite_social.listed
+        return await self._read_statement(lambda conn: listed(conn, "followers", account_id))
+
+    async def accept_chat(self, owner: str, peer: str, now_ms: int) -> bool:
+        """``owner`` accepts ``peer``'s messages; False if ``peer`` is unknown."""
+        accept = sqlite_social.accept_chat
+        return await self._social_write(lambda conn: accept(conn, owner, peer, now_ms))
+
+    async def decline_chat(self, owner: str, peer: str) -> bool:
+        """Remove chats(owner, peer)."""
+        decline = sqlite_social.decline_chat
+        return await self._write(lambda conn: decline(conn, owner, peer))
+
+    async def block(self, blocker: str, blocked: str, now_ms: int) -> int | None:
+        """Block, drop the blocked account's queued envelopes, remove follows (one transaction)."""
+        block = sqlite_social.block
+        return await self._social_write(lambda conn: block(conn, blocker, blocked, now_ms))
+
+    async def unblock(self, blocker: str, blocked: str) -> bool:
+        """Remove a block."""
+        unblock = sqlite_social.unblock
+        return await self._write(lambda conn: unblock(conn, blocker, blocked))
+
+    async def blocked_accounts(self, account_id: str) -> list[LinkedAccount]:
+        """The accounts ``account_id`` blocks."""
+        listed = sqlite_social.listed
+        return await self._read_statement(lambda conn: listed(conn, "blocks", account_id))
+
+    async def is_blocked(self, blocker: str, blocked: str) -> bool:
+        """Whether ``blocker`` blocks ``blocked``."""
+        is_blocked = sqlite_social.is_blocked
+        return await self._read_statement(lambda conn: is_blocked(conn, blocker, blocked))
+
+    async def relation(self, account_id: str, other: str) -> Relation | None:
+        """Follows, chats and block between the two; None if ``other`` is unknown."""
+        relation = sqlite_social.relation
+        return await self._read_statement(lambda conn: relation(conn, account_id, other))
+
+    async def _social_write(self, work: Work[_T]) -> _T:
+        """A write whose insert names the caller's account: gone, it is :class:`NotFoundError`."""
+        try:
+            return await self._write(work)
+        except sqlite3.IntegrityError:  # the foreign key to the caller's own account
+            raise NotFoundError("account") from None
 
     # --- provisioning (the SQL work is in sqlite_provisioning) ---------------------------------
     async def create_provisioning(

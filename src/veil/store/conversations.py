@@ -7,6 +7,8 @@ decides "accepted" or "request" when its first message arrives.
 
 from __future__ import annotations
 
+import sqlite3
+
 from veil.store.base import StoreBase
 from veil.store.errors import StoreError
 from veil.store.records import CONVERSATION_STATES, ConversationSettings
@@ -68,9 +70,18 @@ class ConversationStore(StoreBase):
 
     def replace_blocked(self, account_ids: list[str], now_ms: int) -> None:
         """Make the blocked list exactly ``account_ids`` (the server's list is the truth)."""
-        wanted = set(account_ids)
-        with self.transaction():
-            for gone in set(self.blocked()) - wanted:
-                self.unblock(gone)
+        wanted = sorted(set(account_ids))
+
+        def work(conn: sqlite3.Connection) -> None:
+            have = {str(r[0]) for r in self._sql(conn, "SELECT account_id FROM blocked")}
+            for gone in have - set(wanted):
+                self._sql(conn, "DELETE FROM blocked WHERE account_id = ?", (gone,))
             for account_id in wanted:
-                self.block(account_id, now_ms)
+                self._sql(
+                    conn,
+                    "INSERT INTO blocked (account_id, since_ms) VALUES (?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    (account_id, now_ms),
+                )
+
+        self._write(work)
