@@ -72,6 +72,8 @@ NATS_URL = os.environ.get("VEIL_BENCH_NATS_URL", "nats://127.0.0.1:4222")
 CONTENT_SIZE = 300
 REGISTRATION_ID = 77
 _HEAD = struct.Struct("<qI")  # send time (CLOCK_MONOTONIC ns), sender index
+FRANKING_TAG = bytes(range(32))
+"""Every Veil client sends one per envelope; the server tags it (one HMAC) and stores both."""
 
 
 def log(*args: object) -> None:
@@ -179,9 +181,10 @@ class Worker:
             peer = random.choice(self.peers)
         self.seq += 1
         content = _HEAD.pack(time.monotonic_ns(), self.seq) + self.pad
-        body = b'{"envelopes":[{"device_id":1,"registration_id":%d,"type":2,"content":"%s"}]}' % (
-            REGISTRATION_ID,
-            base64.b64encode(content),
+        body = (
+            b'{"envelopes":[{"device_id":1,"registration_id":%d,"type":2,"content":"%s",'
+            b'"franking_tag":"%s"}]}'
+            % (REGISTRATION_ID, base64.b64encode(content), base64.b64encode(FRANKING_TAG))
         )
         return f"/v1/messages/{peer.account_id}", body
 
@@ -239,7 +242,7 @@ class Worker:
             peer = random.choice(self.peers)
         self.seq += 1
         content = _HEAD.pack(time.monotonic_ns(), self.seq) + self.pad
-        envelope = self.envelope_in(1, REGISTRATION_ID, 2, content)
+        envelope = self.envelope_in(1, REGISTRATION_ID, 2, content, None, FRANKING_TAG)
         waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.waiting[self.seq] = waiter
         frame = self.send_frame(self.seq, peer.account_id, [envelope])

@@ -25,7 +25,7 @@ from veil.client import (
 )
 from veil.client import client as client_module
 from veil.core import franking
-from veil.engine import DecryptFailure
+from veil.engine import DecryptFailure, MessageRecord
 from veil.engine.evidence import Evidence
 from veil.wire.reports import ReportedMessage, ReportRequest
 
@@ -285,6 +285,8 @@ async def test_a_blocked_sender_is_not_told_and_nothing_reaches_the_blocker(
         ).fetchone()[0]
     assert queued == 0
     assert [c.username for c in await dave.blocked()] == ["carol"]
+    with pytest.raises(ClientError, match="you blocked carol"):
+        await dave.send("carol", "and you cannot write to someone you block")
     with pytest.raises(ServerError) as hidden:
         await carol._api().lookup("dave")  # the blocked cannot see the blocker
     assert hidden.value.status == 404
@@ -325,6 +327,22 @@ def _admin_reports(server: VeilServer) -> list[dict[str, object]]:
     return reports
 
 
+def _revealing(sender: str, record: MessageRecord, content: bytes) -> ReportRequest:
+    """A report of ``record`` that reveals ``content`` in place of what was received."""
+    assert record.franking is not None
+    evidence = Evidence.decode(record.franking)
+    revealed = ReportedMessage(
+        content,
+        evidence.franking_key,
+        evidence.reporting_tag,
+        evidence.key_id,
+        record.sender_device_id,
+        evidence.recipient_device_id,
+        record.server_ms or 0,
+    )
+    return ReportRequest(sender, [revealed])
+
+
 async def test_a_reported_message_is_verified_and_nothing_else_is_revealed(people: People) -> None:
     alice, bob = people.alice, people.bob
     alice_id = alice.account.account_id
@@ -349,22 +367,8 @@ async def test_a_reported_message_is_verified_and_nothing_else_is_revealed(peopl
     assert record.franking is not None
     evidence = Evidence.decode(record.franking)
     altered = evidence.content.replace(b"abusive", b"friendly")
-    forged = ReportRequest(
-        alice_id,
-        [
-            ReportedMessage(
-                altered,
-                evidence.franking_key,
-                evidence.reporting_tag,
-                evidence.key_id,
-                record.sender_device_id,
-                evidence.recipient_device_id,
-                record.server_ms or 0,
-            )
-        ],
-    )
     with pytest.raises(ServerError) as refused:
-        await bob._api().report(forged)
+        await bob._api().report(_revealing(alice_id, record, altered))
     assert refused.value.status == 422 and refused.value.code == "report_invalid"
     assert len(_admin_reports(people.server)) == 1  # nothing recorded
 
@@ -421,22 +425,8 @@ async def test_a_reported_attachment_is_pinned_by_key_and_digest(
     # Swapping the attachment key (a salamander's second key) breaks the franking tag.
     swapped = evidence.content.replace(pointer.key, bytes(32))
     assert swapped != evidence.content
-    request = ReportRequest(
-        alice_id,
-        [
-            ReportedMessage(
-                swapped,
-                evidence.franking_key,
-                evidence.reporting_tag,
-                evidence.key_id,
-                record.sender_device_id,
-                evidence.recipient_device_id,
-                record.server_ms or 0,
-            )
-        ],
-    )
     with pytest.raises(ServerError) as refused:
-        await people.bob._api().report(request)
+        await people.bob._api().report(_revealing(alice_id, record, swapped))
     assert refused.value.code == "report_invalid"
     answer = await people.bob.report("alice", [got[0].message_id])
     assert answer.messages == 1

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 from veil.server.model import OutgoingEnvelope, StoredMessage
+from veil.server.postgres_repo import PostgresRepository
 from veil.server.repository import Repository
+from veil.server.sqlite_repo import SqliteRepository
 
 from .test_messages_repo import NOW, account, env, send
 
@@ -80,3 +82,26 @@ async def test_block_counts_the_envelopes_it_drops(repo: Repository) -> None:
     assert await repo.block(bob, "0" * 32, NOW) is None
     assert await repo.is_blocked(bob, alice) and not await repo.is_blocked(alice, bob)
     assert await repo.unblock(bob, alice) and not await repo.unblock(bob, alice)
+
+
+async def test_deleting_an_account_removes_its_chats_both_ways(repo: Repository) -> None:
+    """Whatever removes them (a trigger on SQLite, foreign keys on PostgreSQL), a deleted
+    account leaves no chat row behind, in either column."""
+    alice, bob = await account(repo, "alice"), await account(repo, "bob")
+    carol = await account(repo, "carol")
+    await send(repo, alice, bob, [env(bob, 1)])  # chats(alice, bob)
+    await send(repo, bob, alice, [env(alice, 1)])  # chats(bob, alice)
+    await send(repo, carol, alice, [env(alice, 1)])  # chats(carol, alice)
+    assert await _chats(repo) == 3
+    assert await repo.delete_account(bob)
+    assert await _chats(repo) == 1
+    relation = await repo.relation(alice, carol)
+    assert relation is not None and relation.accepted_by and not relation.accepted
+
+
+async def _chats(repo: Repository) -> int:
+    sql = "SELECT count(*) FROM chats"
+    if isinstance(repo, SqliteRepository):
+        return int(await repo.executor.run(lambda c: c.execute(sql).fetchone()[0]))
+    assert isinstance(repo, PostgresRepository)
+    return int(await repo.pool.fetchval(sql))

@@ -419,6 +419,8 @@ class Client(ConversationRules, AsyncClosing):
     ) -> SendResult:
         """Send a new text and/or attachment message (sync copies to our other devices) and
         keep our own copy, ``sent`` or ``failed``."""
+        if self.store.is_blocked(contact.account_id):
+            raise ClientError(f"you blocked {contact.username}: unblock them to write to them")
         settings = self.store.settings(contact.account_id)
         try:
             message = payload.Content(

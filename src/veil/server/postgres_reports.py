@@ -12,7 +12,13 @@ from typing import Any, Final
 
 import asyncpg
 
-from veil.server.report_store import AlreadyReportedError, AttachmentSummary, Report, ReportedItem
+from veil.server.report_store import (
+    AlreadyReportedError,
+    AttachmentSummary,
+    Report,
+    ReportedItem,
+    message_row,
+)
 
 _KEYS: Final = "SELECT key_id, secret FROM reporting_keys ORDER BY key_id"
 _KEY: Final = "SELECT secret FROM reporting_keys WHERE key_id = $1"
@@ -59,25 +65,6 @@ def _utf8(text: str | None) -> bytes | None:
 
 def _text(data: Any) -> str | None:
     return None if data is None else bytes(data).decode()
-
-
-def _row(report_id: str, index: int, m: ReportedItem) -> tuple[Any, ...]:
-    a = m.attachment
-    return (
-        report_id,
-        index,
-        m.sender_device_id,
-        m.recipient_device_id,
-        m.server_ms,
-        m.key_id,
-        m.message_id,
-        m.sent_ms,
-        _utf8(m.text),
-        None if a is None else _utf8(a.file_name),
-        None if a is None else a.size,
-        None if a is None else _utf8(a.content_type),
-        None if a is None else a.digest,
-    )
 
 
 def _item(row: Any) -> ReportedItem:
@@ -143,7 +130,8 @@ class PostgresReportStore:
                 r.reason,
             )
             await conn.executemany(
-                _INSERT_MESSAGE, [_row(r.report_id, i, m) for i, m in enumerate(r.messages)]
+                _INSERT_MESSAGE,
+                [message_row(r.report_id, i, m, _utf8) for i, m in enumerate(r.messages)],
             )
             try:
                 await conn.executemany(

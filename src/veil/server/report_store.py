@@ -9,8 +9,9 @@ a repository. Every method is one transaction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from veil.server.repository import Repository
 
@@ -90,6 +91,32 @@ class ReportStore(Protocol):
 
     async def list_reports(self, limit: int) -> list[Report]:
         """Up to ``limit`` reports, newest first."""
+
+
+def message_row(
+    report_id: str,
+    index: int,
+    m: ReportedItem,
+    text: Callable[[str | None], Any] = lambda value: value,
+) -> tuple[Any, ...]:
+    """The ``reported_messages`` values of one item, in column order (``text`` turns each
+    string into what the dialect stores: PostgreSQL keeps UTF-8 bytes, NUL included)."""
+    a = m.attachment
+    return (
+        report_id,
+        index,
+        m.sender_device_id,
+        m.recipient_device_id,
+        m.server_ms,
+        m.key_id,
+        m.message_id,
+        m.sent_ms,
+        text(m.text),
+        None if a is None else text(a.file_name),
+        None if a is None else a.size,
+        None if a is None else text(a.content_type),
+        None if a is None else a.digest,
+    )
 
 
 def report_store(repo: Repository) -> ReportStore:

@@ -38,9 +38,17 @@ _IDEMPOTENCY_INSERT: Final = (
     "INSERT INTO idempotency (sender_account_id, idem_key, created_ms, server_ms, answer)"
     " VALUES (?, ?, ?, ?, ?)"
 )
+# The devices of the recipient (?2) and the sender (?1), and on every row the same three
+# social facts of a send from ?1 to ?2 (uncorrelated subqueries: evaluated once): ?2 blocks
+# ?1; ?2 accepts ?1's messages (a chat, or a mutual follow); ?1 already accepts ?2's.
 _DEVICES_OF_TWO: Final = (
-    "SELECT account_id, device_id, registration_id, queue_depth FROM devices"
-    " WHERE account_id IN (?, ?)"
+    "SELECT account_id, device_id, registration_id, queue_depth,"
+    " EXISTS (SELECT 1 FROM blocks WHERE blocker = ?2 AND blocked = ?1),"
+    " EXISTS (SELECT 1 FROM chats WHERE owner = ?2 AND peer = ?1)"
+    " OR (EXISTS (SELECT 1 FROM follows WHERE follower = ?1 AND followee = ?2)"
+    " AND EXISTS (SELECT 1 FROM follows WHERE follower = ?2 AND followee = ?1)),"
+    " EXISTS (SELECT 1 FROM chats WHERE owner = ?1 AND peer = ?2)"
+    " FROM devices WHERE account_id IN (?2, ?1)"
 )
 _ACCOUNT_EXISTS: Final = "SELECT 1 FROM accounts WHERE account_id = ?"
 # devices.queue_depth is kept by triggers on envelopes (0002_messages.sql).
@@ -54,13 +62,6 @@ _INSERT_ENVELOPE_WITH_ID: Final = (
     "INSERT INTO envelopes (account_id, device_id, sender_account_id, sender_device_id,"
     " server_ms, type, content, franking_tag, reporting_tag, franking_key_id, request,"
     " envelope_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-# (blocked, accepted) of a send from ?1 to ?2: ?2 blocks ?1; ?2 accepts ?1's messages.
-_SOCIAL: Final = (
-    "SELECT EXISTS (SELECT 1 FROM blocks WHERE blocker = ?2 AND blocked = ?1),"
-    " EXISTS (SELECT 1 FROM chats WHERE owner = ?2 AND peer = ?1)"
-    " OR (EXISTS (SELECT 1 FROM follows WHERE follower = ?1 AND followee = ?2)"
-    " AND EXISTS (SELECT 1 FROM follows WHERE follower = ?2 AND followee = ?1))"
 )
 _ACCEPT: Final = "INSERT OR IGNORE INTO chats (owner, peer, created_ms) VALUES (?, ?, ?)"
 # The last id AUTOINCREMENT handed out (the next is one more); no row before the first insert.
@@ -103,7 +104,7 @@ def store_message(
         if row is not None:
             return StoredMessage(row[0], _decode_answer(row[1]), duplicate=True)
 
-    current, depths = _expected_devices(conn, sender, sender_device_id, recipient)
+    current, depths, social = _expected_devices(conn, sender, sender_device_id, recipient)
     submitted: dict[str, dict[int, int]] = {}
     for envelope in envelopes:
         devices = submitted.setdefault(envelope.account_id, {})
@@ -121,9 +122,10 @@ def store_message(
 
     blocked, request = False, False
     if recipient != sender:
-        blocked_row, accepted = conn.execute(_SOCIAL, (sender, recipient)).fetchone()
+        blocked_row, accepted, accepting = social
         blocked, request = bool(blocked_row), not accepted
-        conn.execute(_ACCEPT, (sender, recipient, now_ms))  # A writing to B: A accepts B
+        if not accepting:  # A writing to B: A accepts B (written once per pair)
+            conn.execute(_ACCEPT, (sender, recipient, now_ms))
     dropped: frozenset[tuple[str, int]] = frozenset()
     if blocked:
         dropped = frozenset(
@@ -140,25 +142,28 @@ def store_message(
 
 def _expected_devices(
     conn: sqlite3.Connection, sender: str, sender_device_id: int, recipient: str
-) -> tuple[dict[str, dict[int, int]], dict[tuple[str, int], int]]:
-    """Device id -> registration id that the recipient and the sender each expect; depths.
+) -> tuple[dict[str, dict[int, int]], dict[tuple[str, int], int], tuple[int, int, int]]:
+    """Device id -> registration id that the recipient and the sender each expect; depths;
+    the social facts of :data:`_DEVICES_OF_TWO` (blocked, accepted, accepting).
 
     The sender's account expects all its devices but the sending one; if recipient and
     sender are the same account, that one rule applies (there is one dict).
     """
     current: dict[str, dict[int, int]] = {recipient: {}, sender: {}}
     depths: dict[tuple[str, int], int] = {}
-    for account_id, device_id, registration_id, depth in conn.execute(
-        _DEVICES_OF_TWO, (recipient, sender)
+    social = (0, 0, 0)
+    for account_id, device_id, registration_id, depth, *facts in conn.execute(
+        _DEVICES_OF_TWO, (sender, recipient)
     ):
         current[account_id][device_id] = registration_id
         depths[account_id, device_id] = depth
+        social = (facts[0], facts[1], facts[2])
     if current[sender].pop(sender_device_id, None) is None:
         raise NotFoundError(f"no sending device {sender_device_id} of account {sender!r}")
     recipient_unknown = not current[recipient] and recipient != sender
     if recipient_unknown and conn.execute(_ACCOUNT_EXISTS, (recipient,)).fetchone() is None:
         raise NotFoundError(f"no account {recipient!r}")
-    return current, depths
+    return current, depths, social
 
 
 def _row(
@@ -336,12 +341,16 @@ def purge_idempotency(conn: sqlite3.Connection, older_than_ms: int) -> int:
     return conn.execute(sql, (older_than_ms,)).rowcount
 
 
+# Ids grow with time, so the oldest envelopes are the first rows in id order: look at the
+# first ``limit`` rows only (no index on server_ms to keep up on every insert), delete the old.
 _EXPIRE: Final = (
-    "DELETE FROM envelopes WHERE envelope_id IN ("
-    " SELECT envelope_id FROM envelopes WHERE server_ms < ? ORDER BY server_ms LIMIT ?)"
+    "DELETE FROM envelopes WHERE envelope_id IN (SELECT envelope_id FROM ("
+    " SELECT envelope_id, server_ms FROM envelopes ORDER BY envelope_id LIMIT ?)"
+    " WHERE server_ms < ?)"
 )
 
 
 def expire_envelopes(conn: sqlite3.Connection, older_than_ms: int, limit: int) -> int:
-    """Delete up to ``limit`` envelopes stored before ``older_than_ms``, oldest first."""
-    return conn.execute(_EXPIRE, (older_than_ms, limit)).rowcount
+    """Delete the envelopes stored before ``older_than_ms`` among the ``limit`` oldest (by id,
+    which grows with time); how many. Fewer than ``limit`` means the old ones are gone."""
+    return conn.execute(_EXPIRE, (limit, older_than_ms)).rowcount

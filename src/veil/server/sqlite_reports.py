@@ -9,7 +9,13 @@ from __future__ import annotations
 import sqlite3
 from typing import Any, Final
 
-from veil.server.report_store import AlreadyReportedError, AttachmentSummary, Report, ReportedItem
+from veil.server.report_store import (
+    AlreadyReportedError,
+    AttachmentSummary,
+    Report,
+    ReportedItem,
+    message_row,
+)
 from veil.server.sqlite_executor import SqliteExecutor, transaction
 
 _KEYS: Final = "SELECT key_id, secret FROM reporting_keys ORDER BY key_id"
@@ -46,26 +52,6 @@ _MESSAGES: Final = (
     " text, attachment_file_name, attachment_size, attachment_content_type, attachment_digest"
     " FROM reported_messages WHERE report_id = ? ORDER BY idx"
 )
-
-
-def message_row(report_id: str, index: int, m: ReportedItem) -> tuple[Any, ...]:
-    """The ``reported_messages`` values of one item, in column order."""
-    a = m.attachment
-    return (
-        report_id,
-        index,
-        m.sender_device_id,
-        m.recipient_device_id,
-        m.server_ms,
-        m.key_id,
-        m.message_id,
-        m.sent_ms,
-        m.text,
-        None if a is None else a.file_name,
-        None if a is None else a.size,
-        None if a is None else a.content_type,
-        None if a is None else a.digest,
-    )
 
 
 def item(row: Any) -> ReportedItem:
