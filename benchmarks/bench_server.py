@@ -72,6 +72,7 @@ NATS_URL = os.environ.get("VEIL_BENCH_NATS_URL", "nats://127.0.0.1:4222")
 CONTENT_SIZE = 300
 REGISTRATION_ID = 77
 _HEAD = struct.Struct("<qI")  # send time (CLOCK_MONOTONIC ns), sender index
+PEERS_ENV = "VEIL_BENCH_PEERS"
 FRANKING_TAG = bytes(range(32))
 """Every Veil client sends one per envelope; the server tags it (one HMAC) and stores both."""
 
@@ -155,6 +156,7 @@ class Worker:
         self.port = ports[0]
         self.devices = devices
         self.peers = peers
+        self.fixed_peers = int(os.environ.get(PEERS_ENV, "0") or 0)
         self.via = via
         self.decoder = msgspec.msgpack.Decoder(messages.ServerFrame)
         self.encoder = msgspec.msgpack.Encoder()
@@ -175,10 +177,18 @@ class Worker:
         self.pad = os.urandom(CONTENT_SIZE - _HEAD.size)
         self.seq = 0
 
-    def _body(self, sender: DeviceCred) -> tuple[str, bytes]:
+    def _peer(self, sender: DeviceCred) -> DeviceCred:
+        """Anyone but the sender, or (``--peers K``) one of the K devices after it in a ring."""
+        if self.fixed_peers:
+            step = 1 + random.randrange(min(self.fixed_peers, len(self.peers) - 1))
+            return self.peers[(sender.index + step) % len(self.peers)]
         peer = random.choice(self.peers)
         while peer.index == sender.index:  # a copy to oneself would be a device mismatch
             peer = random.choice(self.peers)
+        return peer
+
+    def _body(self, sender: DeviceCred) -> tuple[str, bytes]:
+        peer = self._peer(sender)
         self.seq += 1
         content = _HEAD.pack(time.monotonic_ns(), self.seq) + self.pad
         body = (
@@ -237,9 +247,7 @@ class Worker:
             frame = self.decoder.decode(await ws.recv(decode=False))
 
     async def send_ws(self, sender: DeviceCred) -> int:
-        peer = random.choice(self.peers)
-        while peer.index == sender.index:
-            peer = random.choice(self.peers)
+        peer = self._peer(sender)
         self.seq += 1
         content = _HEAD.pack(time.monotonic_ns(), self.seq) + self.pad
         envelope = self.envelope_in(1, REGISTRATION_ID, 2, content, None, FRANKING_TAG)
@@ -839,7 +847,15 @@ def main() -> int:
         "--latency-duration", type=float, help="open-loop window, s (default 15, quick 5)"
     )
     p.add_argument("--warmup", type=float, help="closed-loop warm-up, s (default 3, quick 1)")
+    p.add_argument(
+        "--peers",
+        type=int,
+        default=0,
+        help="each device writes to this many fixed peers (default 0: anyone, so most sends"
+        " are the first message between two people, which records their chat)",
+    )
     args = p.parse_args()
+    os.environ[PEERS_ENV] = str(max(0, args.peers))  # read by the client processes
     quick = args.quick
     args.devices = args.devices or (50 if quick else 200)
     args.idle = args.idle if args.idle is not None else (500 if quick else 5000)
@@ -864,6 +880,7 @@ def main() -> int:
             "content_bytes": CONTENT_SIZE,
             "send_via": args.send,
             "postgres_server_processes": args.pg_processes,
+            "peers_per_device": args.peers or "any",
             "quick": quick,
         },
         "environment": {**environment(), "nofile": nofile, "load_at_start": load_info()},
