@@ -10,9 +10,9 @@ import contextlib
 from _harness import instrumented, run
 
 with instrumented():
+    from veil.core import protobuf as pb
     from veil.core.errors import DecodeError
     from veil.core.signal import fingerprint, record, wire
-    from veil.core import protobuf as pb
 
 SCHEMAS = [
     wire._SIGNAL_SCHEMA,
