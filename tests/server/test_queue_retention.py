@@ -17,21 +17,11 @@ from veil.server.model import StoredMessage
 from veil.server.repository import Repository
 
 from .test_api import User, register
+from .test_linking import T0, Clock
 from .test_messages_repo import account, env
 from .test_server_cli import run_veil
 
 DAY_MS = 24 * 3600 * 1000
-T0 = 1_700_000_000_000
-
-
-class Clock:
-    """A wall clock the test moves."""
-
-    def __init__(self) -> None:
-        self.ms = T0
-
-    def __call__(self) -> int:
-        return self.ms
 
 
 async def _send(client: httpx.AsyncClient, sender: User, to: User, content: bytes) -> None:

@@ -187,7 +187,7 @@ async def test_delivered_over_the_websocket_with_its_reporting_tag(server: Serve
         "reporting_tag": b64(env.reporting_tag),
         "key_id": env.franking_key_id,
         "sender_device_id": env.sender_device_id,
-        "recipient_device_id": 1,
+        "recipient_device_id": 1,  # what an EnvelopeOut does not say: the receiving device
         "server_ms": env.server_ms,
     }
     r = await report(server.http, b, a.account_id, [item])
