@@ -389,9 +389,6 @@ class Engine:
         if not franking.check_franking_tag(opened.key, opened.content, envelope.franking_tag):
             raise _FrankingError("the franking tag does not match the message")
         me = self.account
-        if sender != me.account_id and self.store.is_blocked(sender):
-            self.dropped["blocked"] += 1  # queued before the block, or a lying server
-            return []
         evidence = Evidence(
             opened.content,
             opened.key,
@@ -400,7 +397,10 @@ class Engine:
             me.device_id,
         )
         applier = Applier(self.store, me.account_id, self.now_ms())
-        return events + applier.apply(envelope, content, evidence.encode())
+        applied = applier.apply(envelope, content, evidence.encode())
+        if applier.blocked:
+            self.dropped["blocked"] += 1  # queued before the block, or a lying server
+        return events + applied
 
     def unconfirmed(self, conversation: str, since_ms: int, limit: int = 50) -> list[MessageRecord]:
         """Our messages in ``conversation`` since ``since_ms`` that no device confirmed."""

@@ -103,12 +103,18 @@ class Applier:
         self.store = store
         self.me = me
         self.now_ms = now_ms
+        self.blocked = False
+        """Set when :meth:`apply` dropped the content because we block its sender."""
 
     def apply(
         self, envelope: IncomingEnvelope, content: payload.Content, evidence: bytes | None
     ) -> list[Event]:
-        """The events of ``content`` (already decrypted and franking-checked)."""
+        """The events of ``content`` (already decrypted and franking-checked); nothing, and
+        :attr:`blocked` set, if it comes from an account we block."""
         sender = envelope.sender_account_id
+        if sender != self.me and self.store.is_blocked(sender):
+            self.blocked = True
+            return []
         if content.sync is not None:
             if sender != self.me:
                 raise ContentError("a sync copy from another account")
