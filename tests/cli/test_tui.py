@@ -201,6 +201,34 @@ async def test_a_message_request_is_listed_apart_and_accepted(
             assert header(app) == "carol"
 
 
+async def test_save_report_and_block_from_the_input(
+    people: People, alice_tui: Client, tmp_path: Path
+) -> None:
+    await befriend(people)
+    photo = tmp_path / "photo.bin"
+    photo.write_bytes(b"\x89PNG fake picture" * 50)
+    await people.bob.send_file("alice", photo, caption="look")
+    await people.bob.send("alice", "and now something rude")
+    app = ChatApp(alice_tui)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await type_line(pilot, "/open bob")
+        await until(pilot, lambda: any("something rude" in r for r in rows(app)), "messages")
+        await type_line(pilot, "/save")
+        await until(pilot, lambda: status(app).startswith("saved to "), "the saved file")
+        saved = Path(status(app).removeprefix("saved to "))
+        assert saved.read_bytes() == photo.read_bytes()
+        await type_line(pilot, "/report rude")
+        await until(pilot, lambda: status(app).startswith("reported bob"), "the report")
+        await type_line(pilot, "/block")
+        await until(pilot, lambda: status(app) == "blocked bob", "the block")
+        await people.bob.send("alice", "are you there?")  # stored nowhere: alice blocks him
+        await type_line(pilot, "hello?")
+        await until(pilot, lambda: "you blocked bob" in status(app), "no writing to him")
+    assert [c.username for c in await alice_tui.blocked()] == ["bob"]
+    texts = [m.text for m in alice_tui.messages(people.bob.account.account_id)]
+    assert "are you there?" not in texts
+
+
 async def test_errors_show_in_the_status_line(people: People, alice_tui: Client) -> None:
     app = ChatApp(alice_tui)
     async with app.run_test(size=(120, 30)) as pilot:

@@ -18,8 +18,8 @@ Command = Callable[["ChatApp", str], Awaitable[str | None]]
 """A command: the app and the rest of the line; the status line to show (or ``None``)."""
 
 HELP = (
-    "/open NAME  /timer 5m|off  /file PATH [caption]  /accept  /decline  /block  /unblock"
-    "  /report [reason]  /follow  /quit"
+    "/open NAME  /timer 5m|off  /file PATH [caption]  /save  /accept  /decline  /block"
+    "  /unblock  /report [reason]  /follow  /quit"
 )
 
 
@@ -60,6 +60,17 @@ async def _file(app: ChatApp, rest: str) -> str | None:
     except OSError as exc:
         raise ClientError(f"cannot read {words[0]}: {exc.strerror or exc}") from None
     return "queued: the server cannot be reached" if result.queued else None
+
+
+async def _save(app: ChatApp, rest: str) -> str | None:
+    """Download, verify and save the newest file of the open conversation."""
+    peer = _peer(app)
+    conversation = app.conversation_id or (await app.client.resolve(peer)).account_id
+    files = [m for m in app.client.messages(conversation) if m.attachment is not None]
+    if not files:
+        raise ClientError("there is no file in this conversation")
+    path = await app.client.download(files[-1])
+    return f"saved to {path}"
 
 
 async def _accept(app: ChatApp, rest: str) -> str | None:
@@ -111,6 +122,7 @@ COMMANDS: dict[str, Command] = {
     "open": _open,
     "timer": _timer,
     "file": _file,
+    "save": _save,
     "accept": _accept,
     "decline": _decline,
     "block": _block,
