@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from veil.core.call_signal import KINDS, CallSignal
 from veil.core.content import (
     ACTIONS,
     MAX_TIMER_S,
@@ -42,13 +43,33 @@ RECEIPTS = st.builds(
 )
 TYPINGS = st.builds(Typing, st.booleans())
 TIMERS = st.one_of(st.just(0), st.integers(MIN_TIMER_S, MAX_TIMER_S))
+_LINE = st.text(st.characters(blacklist_characters="\n", codec="utf-8"), min_size=1, max_size=60)
+
+
+@st.composite
+def _call(draw: st.DrawFn) -> CallSignal:
+    kind = draw(st.sampled_from(sorted(KINDS)))
+    media = draw(st.sampled_from([(True, False), (False, True), (True, True)]))
+    return CallSignal(
+        draw(st.binary(min_size=16, max_size=16)),
+        kind,
+        sdp=draw(_LINE) if kind in ("offer", "answer") else "",
+        candidates=tuple(draw(st.lists(_LINE, min_size=1, max_size=4))) if kind == "ice" else (),
+        audio=media[0] if kind == "offer" else draw(st.booleans()),
+        video=media[1] if kind == "offer" else draw(st.booleans()),
+        reason=draw(st.from_regex(r"\A[a-z0-9_]{0,32}\Z")),
+        device_id=draw(st.integers(1, 127)) if kind == "answered" else 0,
+    )
+
+
+CALLS = _call()
 
 
 @st.composite
 def contents(draw: st.DrawFn, *, allow_sync: bool = True, nested: bool = False) -> Content:
     """A valid Content with one body (or a captioned attachment); ``nested``: one that may
     go inside a sync copy (conversation actions too)."""
-    kinds = ["text", "attachment", "caption", "receipt", "typing", "reset", "timer"]
+    kinds = ["text", "attachment", "caption", "receipt", "typing", "reset", "timer", "call"]
     kinds += ["action"] if nested else []
     kind = draw(st.sampled_from([*kinds, "sync"] if allow_sync else kinds))
     text = draw(st.text(max_size=200)) if kind in ("text", "caption") else None
@@ -75,6 +96,7 @@ def contents(draw: st.DrawFn, *, allow_sync: bool = True, nested: bool = False) 
         expire_timer_s=expire,
         timer=timer,
         action=action,
+        call=draw(CALLS) if kind == "call" else None,
     )
 
 

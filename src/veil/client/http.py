@@ -21,6 +21,7 @@ from veil.client.credentials import Credentials
 from veil.client.errors import ProtocolError, ServerError, TooLargeError, TransportError
 from veil.wire.accounts import AccountInfo, DeviceList, RegisterRequest, RegisterResponse
 from veil.wire.attachments import AttachmentCreated
+from veil.wire.calls import TurnCredentials
 from veil.wire.keys import BundleResponse, KeyCounts, KeyUpload
 from veil.wire.messages import SendRequest, SendResponse
 from veil.wire.provisioning import (
@@ -233,6 +234,11 @@ class HttpApi(AsyncClosing):
             "GET", f"/v1/relationship/{_seg(account_id)}", headers=self._auth()
         )
         return self._decode(response, Relationship)
+
+    async def turn(self) -> TurnCredentials:
+        """``GET /v1/calls/turn``: ICE servers and short-lived credentials for a call."""
+        response = await self._call("GET", "/v1/calls/turn", headers=self._auth())
+        return self._decode(response, TurnCredentials)
 
     async def report(self, request: ReportRequest) -> ReportResponse:
         """``POST /v1/reports``: 422 ``report_invalid`` if a message does not verify."""

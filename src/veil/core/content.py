@@ -7,7 +7,7 @@ What a Signal message carries, encoded with the core's strict protobuf codec
     Content    {1: version (=1), 2: message_id (16 bytes), 3: sent_ms (sender clock),
                 4: text (UTF-8), 5: Attachment, 6: Receipt, 7: SyncSent, 8: Typing,
                 9: SessionReset, 10: expire_timer_s, 11: TimerUpdate,
-                12: ConversationAction}
+                12: ConversationAction, 13: CallSignal (veil.core.call_signal)}
     Attachment {1: blob id (32 lowercase hex), 2: key (32 bytes), 3: digest (SHA-256 of the
                 blob, 32 bytes), 4: size (plaintext bytes), 5: file name, 6: content type}
     Receipt    {1: kind (1 delivered, 2 read), 2: repeated message_id (16 bytes each)}
@@ -27,8 +27,8 @@ our other devices (``destination`` names the peer).
 Rules (checked by :func:`encode_content`, which raises :class:`LocalError`, and by
 :func:`decode_content`, which raises only :class:`DecodeError`):
 
-* exactly one body -- text, attachment, receipt, sync, typing, reset, timer or action --
-  except text with an attachment (a caption);
+* exactly one body -- text, attachment, receipt, sync, typing, reset, timer, action or call
+  signal -- except text with an attachment (a caption);
 * ``expire_timer_s`` is 0 or :data:`MIN_TIMER_S`..:data:`MAX_TIMER_S`, and only on a text or
   attachment message; a timer update's seconds obey the same range;
 * an action only inside a sync copy;
@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from veil.core import protobuf as pb
+from veil.core.call_signal import CallSignal, call_problem, decode_call, encode_call
 from veil.core.errors import DecodeError, LocalError, VeilError
 from veil.core.rng import Rng
 
@@ -80,7 +81,7 @@ ACTIONS: Final = (ACTION_ACCEPT, ACTION_DECLINE, ACTION_BLOCK, ACTION_UNBLOCK)
 _HEX32: Final = re.compile(r"[0-9a-f]{32}")
 _CONTENT: Final = {
     **{n: (pb.VARINT, False) for n in (1, 3, 10)},
-    **{n: (pb.LEN, False) for n in (2, 4, 5, 6, 7, 8, 9, 11, 12)},
+    **{n: (pb.LEN, False) for n in (2, 4, 5, 6, 7, 8, 9, 11, 12, 13)},
 }
 _ATTACHMENT: Final = {
     **{n: (pb.LEN, False) for n in (1, 2, 3, 5, 6)},
@@ -184,6 +185,7 @@ class Content:
     expire_timer_s: int = 0
     timer: TimerUpdate | None = None
     action: ConversationAction | None = None
+    call: CallSignal | None = None
 
     def __repr__(self) -> str:
         text = None if self.text is None else f"<{len(self.text)} chars>"
@@ -192,7 +194,7 @@ class Content:
             f" attachment={self.attachment!r}, receipt={self.receipt!r}, sync={self.sync!r},"
             f" typing={self.typing!r}, reset={self.reset!r},"
             f" expire_timer_s={self.expire_timer_s}, timer={self.timer!r},"
-            f" action={self.action!r})"
+            f" action={self.action!r}, call={self.call!r})"
         )
 
 
@@ -268,6 +270,8 @@ def _encode(c: Content) -> bytes:
         parts.append(pb.field_bytes(11, pb.field_varint(1, c.timer.seconds)))
     if c.action is not None:
         parts.append(pb.field_bytes(12, pb.field_varint(1, c.action.action)))
+    if c.call is not None:
+        parts.append(pb.field_bytes(13, encode_call(c.call)))
     return b"".join(parts)
 
 
@@ -296,9 +300,19 @@ def _problems(c: Content, nested: bool) -> Iterator[str]:
     """Yield the first rule ``c`` breaks (the caller stops there), checking cheap rules first."""
     bodies = [
         b is not None
-        for b in (c.text, c.attachment, c.receipt, c.sync, c.typing, c.reset, c.timer, c.action)
+        for b in (
+            c.text,
+            c.attachment,
+            c.receipt,
+            c.sync,
+            c.typing,
+            c.reset,
+            c.timer,
+            c.action,
+            c.call,
+        )
     ]
-    caption = bodies == [True, True] + [False] * 6
+    caption = bodies == [True, True] + [False] * 7
     if sum(bodies) != 1 and not caption:
         yield "exactly one body is required (text with an attachment is the only pair)"
     if len(c.message_id) != MESSAGE_ID_LEN:
@@ -336,6 +350,8 @@ def _body_problem(c: Content, nested: bool) -> str | None:
         problem = timer_problem(c.timer.seconds)
     elif c.action is not None and c.action.action not in ACTIONS:
         problem = "unknown conversation action"
+    elif c.call is not None:
+        problem = call_problem(c.call)
     return problem
 
 
@@ -420,6 +436,7 @@ def _decode(data: bytes) -> Content:
         )
         if 12 in f
         else None,
+        call=decode_call(pb.get_bytes(f, 13, "call")) if 13 in f else None,
     )
 
 

@@ -16,6 +16,7 @@ from veil.engine.attachments import (
 )
 from veil.engine.engine import Engine, OutgoingCopy, TrustMode
 from veil.engine.events import (
+    CallSignalReceived,
     ConversationChanged,
     DecryptFailure,
     DeviceAdded,
@@ -49,6 +50,7 @@ from veil.store import (
 
 __all__ = [
     "AccountRecord",
+    "CallSignalReceived",
     "Contact",
     "ConversationChanged",
     "ConversationSummary",

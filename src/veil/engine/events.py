@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from veil.core.call_signal import CallSignal
 from veil.core.content import AttachmentPointer
 
 
@@ -92,6 +93,22 @@ class ConversationChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class CallSignalReceived:
+    """A call signalling message (offer, answer, ICE, ringing, hang-up, ...) from a peer's
+    device, or from one of our own devices (``conversation`` is then the peer it concerns).
+    Not stored: the call layer acts on it. ``request``: the conversation is a message request
+    (the call rings there, not in the inbox)."""
+
+    conversation: str
+    sender_account_id: str
+    sender_device_id: int
+    signal: CallSignal
+    server_ms: int
+    envelope_id: int
+    request: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ReceiptReceived:
     """The peer's device got (``delivered``) or showed (``read``) our messages."""
 
@@ -167,4 +184,5 @@ Event = (
     | DeviceAdded
     | TimerChanged
     | ConversationChanged
+    | CallSignalReceived
 )

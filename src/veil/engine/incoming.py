@@ -24,6 +24,7 @@ from typing import Final
 from veil.core import content as payload
 from veil.core.errors import RemoteError
 from veil.engine.events import (
+    CallSignalReceived,
     ConversationChanged,
     Event,
     IncomingEnvelope,
@@ -156,7 +157,7 @@ class Applier:
         ]
 
     def _control(self, envelope: IncomingEnvelope, content: payload.Content) -> list[Event] | None:
-        """The events of a receipt, reset or typing content; None for other contents."""
+        """The events of a receipt, reset, typing or call-signal content; None for others."""
         sender = envelope.sender_account_id
         if content.action is not None:
             raise ContentError("a conversation action outside a sync copy")
@@ -169,6 +170,19 @@ class Applier:
                 return []
             started = content.typing.started
             return [TypingChanged(sender, envelope.sender_device_id, started, envelope.envelope_id)]
+        if content.call is not None:
+            request = self.store.settings(sender).state == "request"
+            return [
+                CallSignalReceived(
+                    sender,
+                    sender,
+                    envelope.sender_device_id,
+                    content.call,
+                    envelope.server_ms,
+                    envelope.envelope_id,
+                    request,
+                )
+            ]
         return None
 
     def _arrival_state(self, envelope: IncomingEnvelope) -> str:

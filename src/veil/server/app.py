@@ -30,6 +30,7 @@ from veil.server import errors, openapi
 from veil.server.accounts import AccountService, Caller
 from veil.server.attachments import AttachmentService, AttachmentSettings, default_blob_store
 from veil.server.blobs import BlobStore
+from veil.server.calls import TurnService, TurnSettings
 from veil.server.delivery import Notifier
 from veil.server.keys import KeyService
 from veil.server.messages import MessageService
@@ -192,8 +193,10 @@ class _Api:
         blobs: BlobStore | None = None,
         attachments: AttachmentSettings | None = None,
         queue_retention_days: int = QUEUE_RETENTION_DAYS,
+        turn: TurnSettings | None = None,
     ) -> None:
         self.accounts = AccountService(repo, wall_ms)
+        self.turn = TurnService(turn or TurnSettings(), wall_ms)
         self.social = SocialService(repo, wall_ms)
         self.provisioning = ProvisioningService(repo, wall_ms)
         self.provisioning_limiter = RateLimiter(*limits.provisioning_per_ip, clock)
@@ -340,6 +343,10 @@ class _Api:
         who = await self.caller(request)  # spends a per_account token
         return _json(await self.reports.report(who, await _body(request, ReportRequest)), 201)
 
+    async def turn_credentials(self, request: Request) -> Response:
+        who = await self.caller(request)
+        return _json(self.turn.credentials(who.account_id))
+
     async def upload_attachment(self, request: Request) -> Response:
         who = await self.caller(request)
         length = request.headers.get("content-length")
@@ -382,6 +389,7 @@ class _Api:
             r("/v1/provisioning/{provisioning_id}", self.receive_provisioning, "GET"),
             r("/v1/provisioning/{provisioning_id}", self.put_provisioning, "PUT"),
             r("/v1/reports", self.report, "POST"),
+            r("/v1/calls/turn", self.turn_credentials, "GET"),
             r("/v1/attachments", self.upload_attachment, "POST"),
             r("/v1/attachments/{attachment_id}", self.fetch_attachment, "GET"),
             r("/v1/attachments/{attachment_id}", self.delete_attachment, "DELETE"),
@@ -456,6 +464,7 @@ def create_app(
     blobs: BlobStore | None = None,
     attachments: AttachmentSettings | None = None,
     queue_retention_days: int = QUEUE_RETENTION_DAYS,
+    turn: TurnSettings | None = None,
 ) -> Starlette:
     """The ASGI app over ``repo`` (migrated on startup when ``migrate``; closed on shutdown).
 
@@ -463,7 +472,8 @@ def create_app(
     ones; ``X-Forwarded-For`` is believed only from ``trusted_proxies`` (:mod:`.throttle`).
     Attachment bytes go to ``blobs`` (default: :func:`.attachments.default_blob_store`); the
     lifespan runs the periodic :class:`.sweeper.Sweeper` (also at ``app.state.sweeper``), which
-    also deletes envelopes left undelivered for ``queue_retention_days``.
+    also deletes envelopes left undelivered for ``queue_retention_days``. ``turn``: the relay
+    whose credentials ``GET /v1/calls/turn`` hands out (:mod:`.calls`).
     """
     api = _Api(
         repo,
@@ -475,6 +485,7 @@ def create_app(
         blobs=blobs,
         attachments=attachments,
         queue_retention_days=queue_retention_days,
+        turn=turn,
     )
 
     @asynccontextmanager

@@ -16,7 +16,10 @@ are the addresses or networks whose ``X-Forwarded-For`` header names the client.
 ``max_attachment_bytes`` (default 100 MiB) and ``attachment_ttl_s`` (default 30 days) bound
 attachments (set them in the TOML file). ``queue_retention_days`` (default 30; TOML,
 ``VEIL_QUEUE_RETENTION_DAYS`` or ``--queue-retention-days``): envelopes not delivered within
-that many days are deleted.
+that many days are deleted. Calls: ``turn_urls`` (TOML array or ``VEIL_TURN_URLS`` separated by
+commas: ``turn:host:3478?transport=udp``, ``turns:...``, ``stun:...``), ``turn_secret`` (the
+relay's ``static-auth-secret``; ``VEIL_TURN_SECRET``; required with a ``turn:`` URL) and
+``turn_ttl_s`` (how long a credential works, default 3600).
 Invalid values raise :class:`ConfigError` with a message that names the setting and where it
 came from. The ``repr`` of a config never shows a password (nor a NATS token).
 """
@@ -49,6 +52,9 @@ ENV_VARS: Final = {
     "trusted_proxies": "VEIL_TRUSTED_PROXIES",
     "rate_limits": "VEIL_RATE_LIMITS",
     "queue_retention_days": "VEIL_QUEUE_RETENTION_DAYS",
+    "turn_urls": "VEIL_TURN_URLS",
+    "turn_secret": "VEIL_TURN_SECRET",
+    "turn_ttl_s": "VEIL_TURN_TTL_S",
 }
 CONFIG_ENV: Final = "VEIL_CONFIG"
 SQLITE_FILE: Final = "veil.db"
@@ -89,6 +95,12 @@ class ServerConfig:
     """How long an attachment is served after its upload."""
     queue_retention_days: int = 30
     """Envelopes not delivered (acknowledged) within this many days are deleted."""
+    turn_urls: tuple[str, ...] = ()
+    """The TURN/STUN servers calls use (none: host candidates only)."""
+    turn_secret: str = field(default="", repr=False)
+    """Shared with the TURN relay (coturn ``static-auth-secret``); never logged."""
+    turn_ttl_s: int = 3600
+    """How long an issued TURN credential works."""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -188,11 +200,33 @@ def _validate(config: ServerConfig) -> None:
     if config.nats_url is not None:
         _validate_nats_url(config.nats_url)
     _validate_proxies(config.trusted_proxies)
-    for name in ("max_attachment_bytes", "attachment_ttl_s", "queue_retention_days"):
+    _validate_turn(config)
+    for name in ("max_attachment_bytes", "attachment_ttl_s", "queue_retention_days", "turn_ttl_s"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, not {value!r}")
     _validate_rate_limits(config.rate_limits)
+
+
+def _validate_turn(config: ServerConfig) -> None:
+    urls = config.turn_urls
+    if not isinstance(urls, tuple) or not all(isinstance(u, str) for u in urls):
+        raise ConfigError("turn_urls must be a list of turn:, turns: or stun: URLs")
+    for url in urls:
+        scheme, _, rest = url.partition(":")
+        if scheme not in ("turn", "turns", "stun", "stuns") or not rest or " " in url:
+            raise ConfigError(
+                f"turn_urls: {url!r} is not a turn:, turns: or stun: URL"
+                " (e.g. turn:relay.example:3478?transport=udp)"
+            )
+    relays = any(u.startswith(("turn:", "turns:")) for u in urls)
+    if not isinstance(config.turn_secret, str):
+        raise ConfigError("turn_secret must be a string")
+    if relays and len(config.turn_secret) < 16:
+        raise ConfigError(
+            "turn_secret (the relay's static-auth-secret, at least 16 characters) is required"
+            " with a turn: URL"
+        )
 
 
 def _validate_proxies(proxies: object) -> None:
@@ -262,6 +296,9 @@ _TYPES: Final[dict[str, type]] = {
     "max_attachment_bytes": int,
     "attachment_ttl_s": int,
     "queue_retention_days": int,
+    "turn_urls": list,
+    "turn_secret": str,
+    "turn_ttl_s": int,
 }
 _KINDS: Final[dict[type, str]] = {
     int: "an integer",
@@ -297,8 +334,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if "data_dir" in data:
         data_dir = Path(data["data_dir"]).expanduser()
         data["data_dir"] = data_dir if data_dir.is_absolute() else path.parent / data_dir
-    if "trusted_proxies" in data:
-        data["trusted_proxies"] = tuple(data["trusted_proxies"])
+    for key in ("trusted_proxies", "turn_urls"):
+        if key in data:
+            data[key] = tuple(data[key])
     if "rate_limits" in data:
         data["rate_limits"] = {
             name: tuple(rate) if isinstance(rate, list) else rate
@@ -334,12 +372,12 @@ def read_environment(env: Mapping[str, str]) -> dict[str, Any]:
         text = env.get(name, "")
         if not text:
             continue
-        if key in ("port", "queue_retention_days"):
+        if key in ("port", "queue_retention_days", "turn_ttl_s"):
             try:
                 values[key] = int(text)
             except ValueError:
                 raise ConfigError(f"{name} must be an integer, not {text!r}") from None
-        elif key == "trusted_proxies":
+        elif key in ("trusted_proxies", "turn_urls"):
             values[key] = tuple(filter(None, _SEPARATORS.split(text)))
         elif key == "rate_limits":
             values[key] = _env_rate_limits(name, text)

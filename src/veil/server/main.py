@@ -27,6 +27,7 @@ import uvicorn
 from veil.server.app import Limits, create_app
 from veil.server.attachments import AttachmentSettings
 from veil.server.blobs import BlobStore, FileBlobStore
+from veil.server.calls import TurnSettings
 from veil.server.config import ServerConfig, redact_url
 from veil.server.delivery import Notifier
 from veil.server.logs import configure_logging
@@ -208,6 +209,7 @@ def run(config: ServerConfig, out: TextIO | None = None) -> int:
                     config.max_attachment_bytes, config.attachment_ttl_s
                 ),
                 queue_retention_days=config.queue_retention_days,
+                turn=TurnSettings(config.turn_urls, config.turn_secret, config.turn_ttl_s),
             )
             server = uvicorn.Server(
                 uvicorn.Config(

@@ -15,6 +15,7 @@ import msgspec
 import veil
 from veil.wire.accounts import AccountInfo, DeviceList, RegisterRequest, RegisterResponse
 from veil.wire.attachments import AttachmentCreated
+from veil.wire.calls import TurnCredentials
 from veil.wire.errors import ErrorBody
 from veil.wire.keys import BundleResponse, KeyCounts, KeyUpload
 from veil.wire.messages import SendRequest, SendResponse
@@ -145,6 +146,13 @@ OPERATIONS: tuple[Operation, ...] = (
         ReportRequest,
         ReportResponse,
         201,
+    ),
+    Operation(
+        "get",
+        "/v1/calls/turn",
+        "Short-lived TURN credentials for calls (TURN REST scheme; empty urls: no relay)",
+        None,
+        TurnCredentials,
     ),
     Operation(
         "post",
