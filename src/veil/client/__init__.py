@@ -8,6 +8,7 @@ Failures are :mod:`veil.client.errors`.
 """
 
 from veil.client.attachments import AttachmentInvalidError, AttachmentTooLargeError
+from veil.client.calls import Call, CallEndedError, IncomingCall
 from veil.client.client import CaughtUp, Client, ClientEvent, SendResult
 from veil.client.errors import ClientError, ServerError, TransportError
 from veil.client.timers import describe_timer, parse_timer
@@ -28,6 +29,8 @@ from veil.engine import (
 __all__ = [
     "AttachmentInvalidError",
     "AttachmentTooLargeError",
+    "Call",
+    "CallEndedError",
     "CaughtUp",
     "Client",
     "ClientError",
@@ -36,6 +39,7 @@ __all__ = [
     "DecryptFailure",
     "DeviceAdded",
     "IdentityChanged",
+    "IncomingCall",
     "MessageReceived",
     "ReceiptReceived",
     "SendResult",

@@ -29,7 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from aiortc.mediastreams import MediaStreamTrack
+
 from veil.client import attachments, convert
+from veil.client.calls import Call, CallManager, IncomingCall
 from veil.client.closing import AsyncClosing
 from veil.client.connection import Connection
 from veil.client.credentials import Credentials
@@ -42,6 +45,7 @@ from veil.core.errors import LocalError, UntrustedIdentityError, VeilError
 from veil.core.rng import Rng
 from veil.engine import (
     AccountRecord,
+    CallSignalReceived,
     Contact,
     ConversationSummary,
     DecryptFailure,
@@ -110,7 +114,7 @@ class SendResult:
     out with the next send or receive (:meth:`Client.flush_outbox`)."""
 
 
-ClientEvent = Event | CaughtUp
+ClientEvent = Event | CaughtUp | IncomingCall
 
 
 def _now_ms() -> int:
@@ -155,6 +159,8 @@ class Client(ConversationRules, AsyncClosing):
         self._own_checked = -OWN_DEVICES_RECHECK_S
         self._resets: dict[tuple[str, int], float] = {}
         self._notices: list[Event] = []  # learned while sending; given out by events()
+        self.calls = CallManager(self)
+        """This device's calls (:mod:`veil.client.calls`)."""
 
     # --- life cycle -----------------------------------------------------------------------
     def _enter(self) -> None:
@@ -181,7 +187,8 @@ class Client(ConversationRules, AsyncClosing):
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def close(self) -> None:
-        """Finish background work, close the connection and the store."""
+        """Hang up, finish background work, close the connection and the store."""
+        await self.calls.close()
         await self.settle()
         if self._connection is not None:
             await self._connection.close()
@@ -492,6 +499,20 @@ class Client(ConversationRules, AsyncClosing):
             self.engine.record_sent(item.conversation, message, server_ms, status)
         return sent
 
+    async def call(
+        self,
+        who: str,
+        *,
+        audio: bool = True,
+        video: bool = False,
+        audio_source: MediaStreamTrack | None = None,
+        video_source: MediaStreamTrack | None = None,
+    ) -> Call:
+        """Call ``who``'s devices (:mod:`veil.client.calls`); keep reading :meth:`events`."""
+        return await self.calls.call(
+            who, audio=audio, video=video, audio_source=audio_source, video_source=video_source
+        )
+
     async def typing(self, who: str, started: bool = True) -> None:
         """Tell ``who``'s devices that we started (or stopped) typing (not stored)."""
         contact = await self.resolve(who)
@@ -653,6 +674,8 @@ class Client(ConversationRules, AsyncClosing):
                         await self._learn(event)
                         self._after(event)
                         yield event
+                        for incoming in self.calls.take_incoming():
+                            yield incoming
                         recovered = await self._recover(event)
                         if recovered is not None:
                             yield recovered
@@ -760,6 +783,8 @@ class Client(ConversationRules, AsyncClosing):
             )
         elif isinstance(event, IdentityChanged):
             log.warning("the identity key of %s changed", event.account_id)
+        elif isinstance(event, CallSignalReceived):
+            self.calls.on_signal(event)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)

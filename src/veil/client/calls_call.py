@@ -1,0 +1,124 @@
+"""The call object of :mod:`veil.client.calls`: its state, media sinks and controls."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Final, Literal
+
+from aiortc import RTCPeerConnection
+
+from veil.client.calls_media import AudioSink, Switch, VideoSink
+from veil.client.errors import ClientError
+
+if TYPE_CHECKING:
+    from veil.client.calls import CallManager
+
+CallState = Literal["dialing", "ringing", "connecting", "connected", "ended"]
+_ORDER: Final[dict[str, int]] = {
+    "dialing": 0,
+    "ringing": 1,
+    "connecting": 2,
+    "connected": 3,
+    "ended": 4,
+}
+
+
+class CallEndedError(ClientError):
+    """The call ended before reaching the state waited for."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the call ended ({reason})")
+        self.reason = reason
+
+
+class Call:
+    """One 1:1 call, outgoing or incoming (its states: see :mod:`veil.client.calls`)."""
+
+    def __init__(
+        self,
+        manager: CallManager,
+        call_id: bytes,
+        peer: str,
+        direction: Literal["outgoing", "incoming"],
+        audio: bool,
+        video: bool,
+        peer_device: int | None = None,
+    ) -> None:
+        self.call_id = call_id
+        self.peer = peer
+        """The other account's id."""
+        self.peer_device = peer_device
+        """The other device (for an outgoing call: the one that answered)."""
+        self.direction = direction
+        self.audio, self.video = audio, video
+        self.state: CallState = "dialing" if direction == "outgoing" else "ringing"
+        self.end_reason: str | None = None
+        self.ended_by: Literal["local", "peer"] | None = None
+        self.audio_in = AudioSink()
+        self.video_in = VideoSink()
+        self.started_at = time.monotonic()
+        self.connected_at: float | None = None
+        self._manager = manager
+        self._changed = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._pc: RTCPeerConnection | None = None
+        self._switches: dict[str, Switch] = {}
+        self._timer: asyncio.Task[None] | None = None
+        self._offer_sdp = ""
+        self._devices: set[int] = set()  # the callee devices the offer went to
+        self._declined: dict[int, str] = {}
+
+    def __repr__(self) -> str:
+        return f"Call({self.call_id.hex()[:12]}…, {self.direction}, {self.peer}, {self.state})"
+
+    @property
+    def connected_ms(self) -> int | None:
+        """Milliseconds from dialing (or ringing) to connected; None if it never connected."""
+        if self.connected_at is None:
+            return None
+        return round((self.connected_at - self.started_at) * 1000)
+
+    @property
+    def audio_frames_received(self) -> int:
+        return self.audio_in.frames
+
+    @property
+    def video_frames_received(self) -> int:
+        return self.video_in.frames
+
+    async def wait_for(self, state: CallState, timeout: float = 30.0) -> None:
+        """Return once the call reached ``state`` (or a later one); :class:`CallEndedError`
+        if it ended first (unless ``state`` is ``ended``); ``TimeoutError`` after
+        ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            while True:
+                if self.state == "ended" and state != "ended":
+                    raise CallEndedError(self.end_reason or "failed")
+                if _ORDER[self.state] >= _ORDER[state]:
+                    return
+                await self._changed.wait()
+
+    def mute(self, *, audio: bool | None = None, video: bool | None = None) -> None:
+        """Send silence (``audio=True``) or black pictures (``video=True``) instead of the
+        sources; ``False`` turns them back on; None leaves that side as it is."""
+        for kind, value in (("audio", audio), ("video", video)):
+            switch = self._switches.get(kind)
+            if value is not None and switch is not None:
+                switch.muted = value
+
+    async def end(self, reason: str = "hangup") -> None:
+        """Hang up (or, for a call still ringing here, reject it)."""
+        if self.direction == "incoming" and self.state == "ringing":
+            await self._manager.reject(self)
+        else:
+            await self._manager.finish(self, reason, "local", notify=True)
+
+    def _set(self, state: CallState) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        if state == "connected":
+            self.connected_at = time.monotonic()
+        self._changed.set()
+        self._changed = asyncio.Event()
