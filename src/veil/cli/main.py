@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     from veil.cli.tui import add_tui_parser  # noqa: PLC0415 - Textual loads only for `chat`
 
     add_tui_parser(commands)
+    from veil.cli.calls import add_call_parsers  # noqa: PLC0415
+
+    add_call_parsers(commands)
     from veil.cli.demo import add_demo_parser  # noqa: PLC0415
 
     add_demo_parser(commands)

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
 from aiortc import RTCPeerConnection
+from aiortc.stats import (
+    RTCInboundRtpStreamStats,
+    RTCOutboundRtpStreamStats,
+    RTCRemoteInboundRtpStreamStats,
+)
 
 from veil.client.calls_media import AudioSink, Switch, VideoSink
 from veil.client.errors import ClientError
@@ -22,6 +28,23 @@ _ORDER: Final[dict[str, int]] = {
     "connected": 3,
     "ended": 4,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class CallStats:
+    """What :meth:`Call.stats` reports (RTP, all media of the call together)."""
+
+    bytes_sent: int = 0
+    packets_received: int = 0
+    packets_lost: int = 0
+    rtt_ms: float | None = None
+    """Round-trip time from the peer's RTCP receiver reports (None until one arrived)."""
+
+    @property
+    def loss(self) -> float:
+        """The fraction of packets lost on the way here."""
+        total = self.packets_received + self.packets_lost
+        return self.packets_lost / total if total else 0.0
 
 
 class CallEndedError(ClientError):
@@ -98,6 +121,25 @@ class Call:
                 if _ORDER[self.state] >= _ORDER[state]:
                     return
                 await self._changed.wait()
+
+    async def stats(self) -> CallStats:
+        """Live figures from the peer connection (zeros before it exists or after the end)."""
+        pc = self._pc
+        if pc is None:
+            return CallStats()
+        report = await pc.getStats()
+        sent = received = lost = 0
+        rtts: list[float] = []
+        for item in report.values():
+            if isinstance(item, RTCOutboundRtpStreamStats):
+                sent += item.bytesSent
+            elif isinstance(item, RTCInboundRtpStreamStats):
+                received += item.packetsReceived
+                lost += max(0, item.packetsLost)
+            elif isinstance(item, RTCRemoteInboundRtpStreamStats) and item.roundTripTime:
+                rtts.append(item.roundTripTime)
+        rtt = round(1000 * sum(rtts) / len(rtts), 1) if rtts else None
+        return CallStats(sent, received, lost, rtt)
 
     def mute(self, *, audio: bool | None = None, video: bool | None = None) -> None:
         """Send silence (``audio=True``) or black pictures (``video=True``) instead of the

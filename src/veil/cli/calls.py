@@ -1,0 +1,252 @@
+"""``veil call`` and ``veil answer``: end-to-end encrypted 1:1 calls from the terminal.
+
+Headless by default: ``--audio tone`` and ``--video pattern`` are built-in synthetic sources;
+any file PyAV can read works as a source too (``--audio song.ogg``, ``--video clip.mp4``).
+While the call runs, a line a second shows its duration, the frames received, the bitrate
+sent, the packet loss and the round-trip time; with ``--json`` those are JSON lines
+(``state``, ``stats``) and the last line is a ``summary`` object with ``connected_ms``,
+``audio_frames_received``, ``video_frames_received``, ``end_reason`` and ``duration_s``.
+Exit status 0 if the call connected, 1 if it never did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from aiortc.contrib.media import MediaPlayer
+from aiortc.mediastreams import MediaStreamTrack
+
+from veil.cli.chat import _json_line, _sync
+from veil.client import Call, Client, ClientError, IncomingCall
+from veil.client.calls_media import PatternSource, ToneSource
+
+CALLER_TONE_HZ = 440.0
+CALLEE_TONE_HZ = 660.0
+
+
+def add_call_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``call`` and ``answer`` to ``veil``'s parser."""
+    call = commands.add_parser(
+        "call",
+        help="call someone (end-to-end encrypted audio and video)",
+        description="Call NAME on every device; the first to answer gets the call. "
+        + _SOURCES_HELP,
+    )
+    call.add_argument("name", help="the username to call")
+    _media_arguments(call, audio="tone", video="none")
+    call.add_argument(
+        "--ring-timeout", type=float, default=60.0, help="give up after S s unanswered (60)"
+    )
+    call.set_defaults(handler=_sync(_call))
+
+    answer = commands.add_parser(
+        "answer",
+        help="wait for a call and answer it",
+        description="Wait for an incoming call and answer it (asks first unless --auto). "
+        + _SOURCES_HELP,
+    )
+    answer.add_argument("--auto", action="store_true", help="answer the first call, no question")
+    answer.add_argument(
+        "--wait", type=float, default=300.0, help="seconds to wait for a call (300)"
+    )
+    _media_arguments(answer, audio="tone", video="pattern")
+    answer.set_defaults(handler=_sync(_answer))
+
+
+_SOURCES_HELP = (
+    "Sources: tone (a sine wave), pattern (a coloured test picture), none, or a media file."
+)
+
+
+def _media_arguments(parser: argparse.ArgumentParser, *, audio: str, video: str) -> None:
+    parser.add_argument(
+        "--audio", default=audio, metavar="SRC", help=f"tone, none or a file ({audio})"
+    )
+    parser.add_argument(
+        "--video", default=video, metavar="SRC", help=f"pattern, none or a file ({video})"
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        help="hang up S seconds after connecting (default: when the other side hangs up)",
+    )
+    parser.add_argument("--json", action="store_true", help="JSON lines; the last a summary")
+
+
+def _source(kind: str, value: str, tone_hz: float) -> tuple[bool, MediaStreamTrack | None]:
+    """(send this kind?, the track) for ``--audio`` / ``--video``."""
+    if value == "none":
+        return False, None
+    if kind == "audio" and value == "tone":
+        return True, ToneSource(tone_hz)
+    if kind == "video" and value == "pattern":
+        colour = (255, 0, 0) if tone_hz == CALLER_TONE_HZ else (0, 0, 255)
+        return True, PatternSource(colour)
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ClientError(f"--{kind} {value}: no such file (or use tone, pattern, none)")
+    try:
+        player = MediaPlayer(str(path))
+    except Exception as exc:  # PyAV's own errors: the file is not media it can read
+        raise ClientError(f"--{kind} {value}: cannot read it as media ({exc})") from None
+    track = player.audio if kind == "audio" else player.video
+    if track is None:
+        raise ClientError(f"--{kind} {value}: the file has no {kind}")
+    return True, track
+
+
+async def _events(client: Client, incoming: asyncio.Queue[IncomingCall]) -> None:
+    """Read the client's events (call signals arrive there); hand incoming calls over."""
+    async for event in client.events():
+        if isinstance(event, IncomingCall):
+            incoming.put_nowait(event)
+
+
+async def _call(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    audio, audio_track = _source("audio", args.audio, CALLER_TONE_HZ)
+    video, video_track = _source("video", args.video, CALLER_TONE_HZ)
+    if not (audio or video):
+        raise ClientError("a call needs --audio or --video")
+    client.calls.ring_timeout_s = args.ring_timeout
+    incoming: asyncio.Queue[IncomingCall] = asyncio.Queue()
+    reader = asyncio.ensure_future(_events(client, incoming))
+    try:
+        call = await client.call(
+            args.name, audio=audio, video=video, audio_source=audio_track, video_source=video_track
+        )
+        return await _follow(call, args, out, client.username_of(call.peer) or args.name)
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+async def _answer(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    incoming: asyncio.Queue[IncomingCall] = asyncio.Queue()
+    reader = asyncio.ensure_future(_events(client, incoming))
+    try:
+        _say(out, args, {"type": "state", "state": "waiting"})
+        try:
+            ringing = await asyncio.wait_for(incoming.get(), args.wait)
+        except TimeoutError:
+            raise ClientError(f"no call came in {args.wait:g} s") from None
+        who = client.username_of(ringing.caller) or ringing.caller
+        kinds = " and ".join(
+            k for k, on in (("audio", ringing.audio), ("video", ringing.video)) if on
+        )
+        _say(out, args, {"type": "incoming", "from": who, "audio": ringing.audio,
+                         "video": ringing.video, "request": ringing.request})  # fmt: skip
+        if not args.auto and not await _ask(f"{who} is calling ({kinds}). Answer? [y/N] "):
+            await ringing.reject()
+            _say(out, args, {"type": "state", "state": "rejected"})
+            return 1
+        audio, audio_track = _source("audio", args.audio, CALLEE_TONE_HZ)
+        video, video_track = _source("video", args.video, CALLEE_TONE_HZ)
+        call = await ringing.accept(
+            audio=audio, video=video, audio_source=audio_track, video_source=video_track
+        )
+        return await _follow(call, args, out, who)
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+async def _ask(question: str) -> bool:
+    if not sys.stdin.isatty():
+        raise ClientError("not a terminal: use --auto to answer without asking")
+    answer = await asyncio.to_thread(input, question)
+    return answer.strip().lower() in ("y", "yes")
+
+
+async def _follow(call: Call, args: argparse.Namespace, out: TextIO, who: str) -> int:
+    """Show the call's states and a stats line a second until it ends; the summary."""
+    shown = ""
+    last_bytes, last_t = 0, time.monotonic()
+    while call.state != "ended":
+        if call.state != shown:
+            shown = call.state
+            _say(out, args, {"type": "state", "state": shown, "with": who,
+                             "connected_ms": call.connected_ms})  # fmt: skip
+        connected_at = call.connected_at
+        if call.state == "connected" and connected_at is not None:
+            now = time.monotonic()
+            if args.duration is not None and now - connected_at >= args.duration:
+                await call.end()
+                break
+            stats = await call.stats()
+            kbps = (stats.bytes_sent - last_bytes) * 8 / 1000 / max(now - last_t, 1e-3)
+            last_bytes, last_t = stats.bytes_sent, now
+            _say(out, args, {
+                "type": "stats",
+                "seconds": round(now - connected_at, 1),
+                "audio_frames_received": call.audio_frames_received,
+                "video_frames_received": call.video_frames_received,
+                "kbps_sent": round(kbps, 1),
+                "loss": round(stats.loss, 4),
+                "rtt_ms": stats.rtt_ms,
+            })  # fmt: skip
+        tick = 1.0
+        if args.duration is not None and call.connected_at is not None:
+            left = call.connected_at + args.duration - time.monotonic()
+            tick = min(tick, max(left, 0.01))
+        with contextlib.suppress(TimeoutError):
+            await call.wait_for("ended", timeout=tick)
+    with contextlib.suppress(TimeoutError):
+        await call.wait_for("ended", timeout=5.0)
+    connected_at = call.connected_at
+    summary = {
+        "type": "summary",
+        "with": who,
+        "connected_ms": call.connected_ms,
+        "audio_frames_received": call.audio_frames_received,
+        "video_frames_received": call.video_frames_received,
+        "end_reason": call.end_reason,
+        "ended_by": call.ended_by,
+        "duration_s": round(time.monotonic() - connected_at, 1) if connected_at else 0.0,
+    }
+    _say(out, args, summary)
+    return 0 if call.connected_ms is not None else 1
+
+
+def _say(out: TextIO, args: argparse.Namespace, data: dict[str, Any]) -> None:
+    if args.json:
+        _json_line(out, data)
+        return
+    kind = data["type"]
+    if kind == "state":
+        state = data["state"]
+        if state == "dialing":
+            text = f"calling {data.get('to') or data.get('with')}…"
+        elif state == "connected":
+            text = f"connected with {data['with']} ({data['connected_ms']} ms)"
+        else:
+            text = state
+    elif kind == "incoming":
+        text = f"{data['from']} is calling" + (" (message request)" if data["request"] else "")
+    elif kind == "stats":
+        rtt = "-" if data["rtt_ms"] is None else f"{data['rtt_ms']:g} ms"
+        text = (
+            f"{_clock(data['seconds'])}  audio {data['audio_frames_received']} frames,"
+            f" video {data['video_frames_received']} frames, {data['kbps_sent']:g} kbit/s out,"
+            f" loss {100 * data['loss']:.1f} %, rtt {rtt}"
+        )
+    else:
+        by = f" by {data['with']}" if data["ended_by"] == "peer" else ""
+        text = (
+            f"call ended ({data['end_reason']}{by}) after {_clock(data['duration_s'])};"
+            f" received {data['audio_frames_received']} audio and"
+            f" {data['video_frames_received']} video frames"
+        )
+    print(text, file=out, flush=True)
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 60:02d}:{whole % 60:02d}"
