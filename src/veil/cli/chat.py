@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import segno
 
-from veil.client import CaughtUp, Client, ClientError, StoreError
+from veil.client import CaughtUp, Client, ClientError, IncomingCall, StoreError
 from veil.client.attachments import pointer_of
 from veil.client.client import ClientEvent
 from veil.client.timers import describe_timer, short_duration
@@ -357,6 +357,9 @@ def _event(  # noqa: PLR0911 - one answer per event type
     if isinstance(event, SessionReset):
         reset = head("session_reset", None, event.account_id, event.device_id, None)
         return {**reset, "by_us": event.by_us}
+    if isinstance(event, IncomingCall):
+        ringing = head("incoming_call", event.call.call_id, event.caller, event.caller_device, None)
+        return {**ringing, "audio": event.audio, "video": event.video, "request": event.request}
     if isinstance(event, DecryptFailure):
         failure = head(
             "delivery_failure",
@@ -450,6 +453,13 @@ def _print_data(data: dict[str, Any], out: TextIO, as_json: bool) -> None:
         side = "we could not read" if data["by_us"] else "it could not read our messages"
         print(
             f"the session with {who}'s device {data['device']} was reset automatically ({side})",
+            file=out,
+        )
+    elif data["type"] == "incoming_call":
+        kinds = " and ".join(k for k in ("audio", "video") if data[k])
+        print(
+            f"{who} is calling ({kinds}); this command does not take calls:"
+            " `veil answer` waits for the next one",
             file=out,
         )
     elif data["type"] == "delivery_failure":
