@@ -25,7 +25,7 @@ from veil.client import Call, CallEndedError, Client, ClientEvent, IncomingCall
 from veil.client.calls_media import close_to
 from veil.engine import CallSignalReceived
 
-from .conftest import People, VeilServer, _free_port, _start, _stop
+from .conftest import People, VeilServer, _free_port, _start, _stop, linked
 from .test_turn_relay import SECRET, Relay, relay  # noqa: F401 (a fixture)
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
@@ -337,3 +337,35 @@ async def test_a_relay_refusing_the_credential_fails_the_call_with_a_clear_reaso
     assert (call.state, call.end_reason) == ("ended", "relay_failed")
     # The offer never left: Bob has nothing ringing.
     assert not [e for e in await relayed.bob.receive(timeout=0.5) if isinstance(e, IncomingCall)]
+
+
+async def test_every_device_of_the_callee_rings_and_the_first_to_answer_takes_it(
+    people: People, tmp_path: Path
+) -> None:
+    """Bob has two devices: both ring; the second one answers; the first stops ringing
+    (``answered_elsewhere``) and the call connects with the one that answered."""
+    bob2 = await linked(people.bob, tmp_path / "bob2", people.server.url)
+    alice, bob1 = Pump(people.alice), Pump(people.bob)
+    second = Pump(bob2)
+    try:
+        await people.alice.send("bob", "hi")  # Alice learns Bob's second device
+        call = await people.alice.call("bob", audio=True, video=False)
+        ringing1, ringing2 = await bob1.incoming(), await second.incoming()
+        assert ringing1.call.call_id == ringing2.call.call_id == call.call_id
+        answered = await ringing2.accept()
+        await call.wait_for("connected", 15)
+        await answered.wait_for("connected", 15)
+        assert call.peer_device == bob2.account.device_id
+        await ringing1.call.wait_for("ended", 10)
+        assert ringing1.call.end_reason == "answered_elsewhere"
+        await until(lambda: call.audio_in.frames > 20, what="audio at alice")
+        assert abs(call.audio_in.frequency() - 660) < 10
+        await call.end()
+        await answered.wait_for("ended", 10)
+        assert (answered.end_reason, answered.ended_by) == ("hangup", "peer")
+    finally:
+        for client in (people.alice, people.bob, bob2):
+            await client.calls.close()
+        for pump in (alice, bob1, second):
+            await pump.stop()
+        await bob2.close()
