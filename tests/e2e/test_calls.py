@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -369,3 +372,33 @@ async def test_every_device_of_the_callee_rings_and_the_first_to_answer_takes_it
         for pump in (alice, bob1, second):
             await pump.stop()
         await bob2.close()
+
+
+async def test_a_peer_that_vanishes_mid_call_is_detected(people: People) -> None:
+    """Bob answers with `veil answer` in its own process, which is then killed (no hang-up,
+    no DTLS close): Alice's call ends with ``peer_lost`` once no media came for the timeout."""
+    await people.bob.close()  # the CLI process takes Bob's device over
+    answering = subprocess.Popen(
+        [sys.executable, "-m", "veil", "--profile", str(people.bob.profile), "answer",
+         "--auto", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    alice = Pump(people.alice)
+    try:
+        assert answering.stdout is not None
+        assert json.loads(answering.stdout.readline())["state"] == "waiting"
+        people.alice.calls.media_timeout_s = 2.0
+        call = await people.alice.call("bob", audio=True, video=False)
+        await call.wait_for("connected", 20)
+        await until(lambda: call.audio_in.frames > 10, what="audio from bob's process")
+        answering.kill()  # gone: no hang-up, no close
+        await call.wait_for("ended", 15)
+        assert (call.end_reason, call.ended_by) == ("peer_lost", "local")
+    finally:
+        if answering.poll() is None:
+            answering.kill()
+        answering.communicate(timeout=10)
+        await people.alice.calls.close()
+        await alice.stop()

@@ -23,7 +23,8 @@ States: ``dialing`` (outgoing, offer sent) -> ``ringing`` (a callee device rings
 call starts here) -> ``connecting`` (answered; ICE and DTLS under way) -> ``connected`` ->
 ``ended`` (:attr:`Call.end_reason`: ``hangup``, ``rejected``, ``busy``, ``timeout``,
 ``answered_elsewhere``, ``dtls_failed``, ``ice_failed``, ``connect_timeout``,
-``connection_closed``, ``failed``, or the reason the peer gave).
+``connection_closed``, ``peer_lost`` (no media for ``media_timeout_s``), ``failed``, or the
+reason the peer gave).
 
 ICE servers: :attr:`CallManager.turn_servers` when set, otherwise what the server hands out
 (``GET /v1/calls/turn``); always passed explicitly, so aiortc never adds a public STUN server.
@@ -34,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -64,6 +66,7 @@ __all__ = ["Call", "CallEndedError", "CallManager", "CallState", "IncomingCall"]
 RING_TIMEOUT_S: Final = 60.0
 """An unanswered call ends (``timeout``) after this long."""
 CONNECT_TIMEOUT_S: Final = 20.0
+MEDIA_TIMEOUT_S: Final = 10.0
 """An answered call that has not connected by then ends (``connect_timeout``)."""
 CLOSE_GRACE_S: Final = 2.0
 """When the peer's connection closes, how long to wait for its ``hangup`` (and its reason)."""
@@ -113,6 +116,8 @@ class CallManager:
         device's addresses. A call that cannot get a relay ends with ``relay_failed``."""
         self.ring_timeout_s = RING_TIMEOUT_S
         self.connect_timeout_s = CONNECT_TIMEOUT_S
+        self.media_timeout_s = MEDIA_TIMEOUT_S
+        """A connected call with no frame from the peer for this long ends (``peer_lost``)."""
         self.calls: dict[bytes, Call] = {}
         self._incoming: list[IncomingCall] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -292,6 +297,7 @@ class CallManager:
             if state == "connected" and call.state == "connecting":
                 call._set("connected")
                 self._disarm(call)
+                self._spawn(self._watch(call, pc))
             elif state == "failed":
                 self._spawn(self.finish(call, _failure(pc), "local", notify=True))
             elif state == "closed":
@@ -317,6 +323,19 @@ class CallManager:
         switch = Switch(source)
         call._switches[switch.kind] = switch
         pc.addTrack(switch)
+
+    async def _watch(self, call: Call, pc: RTCPeerConnection) -> None:
+        """End a connected call whose peer vanished: its sources send frames all the time
+        (silence and black pictures while muted), so ``media_timeout_s`` without any frame
+        means the other device is gone (crashed, lost its network) -- long before ICE
+        consent checks would notice."""
+        started = time.monotonic()
+        while call._pc is pc and call.state == "connected":
+            await asyncio.sleep(min(0.5, self.media_timeout_s / 4))
+            heard = [s.last_frame_at for s in (call.audio_in, call.video_in) if s.last_frame_at]
+            last = max(heard, default=started)
+            if call._pc is pc and time.monotonic() - last > self.media_timeout_s:
+                await self.finish(call, "peer_lost", "local", notify=True)
 
     async def _closed(self, call: Call) -> None:
         """The peer closed the connection: its ``hangup`` (with the reason) should follow."""

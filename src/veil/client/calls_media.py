@@ -148,6 +148,8 @@ class _Sink:
         self.frames = 0
         self.first_frame_at: float | None = None
         """``time.monotonic()`` when the first frame was decoded."""
+        self.last_frame_at: float | None = None
+        """``time.monotonic()`` when the latest frame was decoded."""
         self._task: asyncio.Task[None] | None = None
 
     def attach(self, track: MediaStreamTrack) -> None:
@@ -176,8 +178,9 @@ class _Sink:
             if not isinstance(frame, Frame):
                 continue
             self.frames += 1
+            self.last_frame_at = time.monotonic()
             if self.first_frame_at is None:
-                self.first_frame_at = time.monotonic()
+                self.first_frame_at = self.last_frame_at
             self.take(frame)
 
     def take(self, frame: Frame) -> None:
