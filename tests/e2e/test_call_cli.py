@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import av
+
+from veil.client.calls_media import VideoSink, close_to
+
 from .conftest import VeilServer, veil_cli
 
 
@@ -22,8 +26,20 @@ def test_a_call_from_the_command_line(veil_server: VeilServer, tmp_path: Path) -
     veil_cli(ben, "register", "ben", "--server", veil_server.url)
     veil_cli(ann, "follow", "ben")
     veil_cli(ben, "follow", "ann")
+    recording = tmp_path / "from-ann.mkv"
     answering = subprocess.Popen(
-        [sys.executable, "-m", "veil", "--profile", str(ben), "answer", "--auto", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "veil",
+            "--profile",
+            str(ben),
+            "answer",
+            "--auto",
+            "--json",
+            "--record",
+            str(recording),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -55,6 +71,15 @@ def test_a_call_from_the_command_line(veil_server: VeilServer, tmp_path: Path) -
         assert summary["audio_frames_received"] > 20 and summary["video_frames_received"] > 10
         assert 1.5 <= summary["duration_s"] <= 4
     assert callee[-1]["ended_by"] == "peer" and caller[-1]["ended_by"] == "local"
+    # Ben's recording holds Ann's media: her tone and her red test pattern.
+    with av.open(str(recording)) as container:
+        kinds = sorted(stream.type for stream in container.streams)
+        frames = [f for f in container.decode(video=0)]
+    assert kinds == ["audio", "video"]
+    assert len(frames) > 10
+    looked = VideoSink()
+    looked.take(frames[-1])
+    assert close_to(looked.colour, (255, 0, 0))  # red
 
 
 def test_answer_without_a_call_and_bad_sources_are_clear_errors(

@@ -6,6 +6,7 @@ While the call runs, a line a second shows its duration, the frames received, th
 sent, the packet loss and the round-trip time; with ``--json`` those are JSON lines
 (``state``, ``stats``) and the last line is a ``summary`` object with ``connected_ms``,
 ``audio_frames_received``, ``video_frames_received``, ``end_reason`` and ``duration_s``.
+``--record OUT`` keeps what the other side sends in a media file.
 Exit status 0 if the call connected, 1 if it never did.
 """
 
@@ -76,6 +77,11 @@ def _media_arguments(parser: argparse.ArgumentParser, *, audio: str, video: str)
         type=float,
         help="hang up S seconds after connecting (default: when the other side hangs up)",
     )
+    parser.add_argument(
+        "--record",
+        metavar="OUT",
+        help="record what the other side sends (.mkv/.mp4: audio and video; .wav/.ogg: audio)",
+    )
     parser.add_argument("--json", action="store_true", help="JSON lines; the last a summary")
 
 
@@ -120,6 +126,8 @@ async def _call(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         call = await client.call(
             args.name, audio=audio, video=video, audio_source=audio_track, video_source=video_track
         )
+        if args.record:
+            call.record_to(args.record)
         return await _follow(call, args, out, client.username_of(call.peer) or args.name)
     finally:
         reader.cancel()
@@ -148,6 +156,8 @@ async def _answer(client: Client, args: argparse.Namespace, out: TextIO) -> int:
             return 1
         audio, audio_track = _source("audio", args.audio, CALLEE_TONE_HZ)
         video, video_track = _source("video", args.video, CALLEE_TONE_HZ)
+        if args.record:
+            ringing.call.record_to(args.record)
         call = await ringing.accept(
             audio=audio, video=video, audio_source=audio_track, video_source=video_track
         )

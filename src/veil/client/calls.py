@@ -47,6 +47,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
 from veil.client.calls_call import Call, CallEndedError, CallState
@@ -288,7 +289,15 @@ class CallManager:
         call._pc = pc
 
         def on_track(track: MediaStreamTrack) -> None:
-            (call.audio_in if track.kind == "audio" else call.video_in).attach(track)
+            sink = call.audio_in if track.kind == "audio" else call.video_in
+            if call.record_path is None:
+                sink.attach(track)
+                return
+            if call._recorder is None or call._relay is None:
+                call._relay = MediaRelay()
+                call._recorder = MediaRecorder(str(call.record_path))
+            sink.attach(call._relay.subscribe(track))  # one copy to look at, one to keep
+            call._recorder.addTrack(call._relay.subscribe(track))
 
         def on_state() -> None:
             if call._pc is not pc or call.state == "ended":
@@ -298,6 +307,8 @@ class CallManager:
                 call._set("connected")
                 self._disarm(call)
                 self._spawn(self._watch(call, pc))
+                if call._recorder is not None:
+                    self._spawn(call._recorder.start())
             elif state == "failed":
                 self._spawn(self.finish(call, _failure(pc), "local", notify=True))
             elif state == "closed":
@@ -362,6 +373,10 @@ class CallManager:
                 await pc.close()
         await call.audio_in.close()
         await call.video_in.close()
+        recorder, call._recorder = call._recorder, None
+        if recorder is not None:
+            with contextlib.suppress(Exception):  # the file is as complete as it got
+                await recorder.stop()
 
     def _arm(self, call: Call, delay: float, reason: str) -> None:
         self._disarm(call)

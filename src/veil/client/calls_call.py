@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
 from aiortc import RTCPeerConnection
+from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.stats import (
     RTCInboundRtpStreamStats,
     RTCOutboundRtpStreamStats,
@@ -89,6 +92,10 @@ class Call:
         self._switches: dict[str, Switch] = {}
         self._timer: asyncio.Task[None] | None = None
         self._offer_sdp = ""
+        self.record_path: Path | None = None
+        """Where the received media is being recorded (:meth:`record_to`)."""
+        self._recorder: MediaRecorder | None = None
+        self._relay: MediaRelay | None = None
         self._devices: set[int] = set()  # the callee devices the offer went to
         self._declined: dict[int, str] = {}
 
@@ -121,6 +128,14 @@ class Call:
                 if _ORDER[self.state] >= _ORDER[state]:
                     return
                 await self._changed.wait()
+
+    def record_to(self, path: str | os.PathLike[str]) -> None:
+        """Record what the peer sends into ``path`` (any container PyAV writes, chosen by the
+        extension: ``.mkv`` or ``.mp4`` for audio and video, ``.wav`` or ``.ogg`` for audio).
+        Call it before the media arrives: right after placing the call, or before accepting."""
+        if self.state in ("connected", "ended") or self._recorder is not None:
+            raise ClientError("recording starts before the call connects")
+        self.record_path = Path(path).expanduser()
 
     async def stats(self) -> CallStats:
         """Live figures from the peer connection (zeros before it exists or after the end)."""
