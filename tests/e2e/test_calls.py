@@ -402,3 +402,23 @@ async def test_a_peer_that_vanishes_mid_call_is_detected(people: People) -> None
         answering.communicate(timeout=10)
         await people.alice.calls.close()
         await alice.stop()
+
+
+async def test_a_blocked_caller_never_rings_the_blocker(people: People) -> None:
+    """Bob blocks Alice: her offer is stored nowhere (the server drops it, she is not told);
+    Bob's devices show nothing and her call ends unanswered."""
+    await people.bob.block("alice")
+    alice, bob = Pump(people.alice), Pump(people.bob)
+    try:
+        people.alice.calls.ring_timeout_s = 1.5
+        call = await people.alice.call("bob", audio=True, video=False)
+        await call.wait_for("ended", 10)
+        assert call.end_reason == "timeout" and call.connected_ms is None
+        with pytest.raises(TimeoutError):
+            await bob.incoming(timeout=1.0)
+        assert "offer" not in bob.signals
+    finally:
+        await people.alice.calls.close()
+        await people.bob.calls.close()
+        await alice.stop()
+        await bob.stop()
