@@ -47,16 +47,13 @@ import logging
 import os
 import platform
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
@@ -68,6 +65,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcicetransport import RTCIceGatherer
 
+from veil.cli.serverproc import free_port, start_server, stop_server
 from veil.client import Call, CaughtUp, Client, IncomingCall
 from veil.client.calls_media import AudioSink, PatternSource, Switch, ToneSource, VideoSink
 
@@ -93,46 +91,8 @@ def loopback_only() -> None:
     RTCIceGatherer.getDefaultIceServers = staticmethod(no_default)  # type: ignore[method-assign]
 
 
-# --- the server (as tests/e2e/conftest.py _start/_stop) -------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(port: int, data: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, VEIL_DATA_DIR=str(data))
-    env.pop("VEIL_DATABASE_URL", None)
-    env.pop("VEIL_NATS_URL", None)
-    env["VEIL_RATE_LIMITS"] = "register_per_ip=100/1000"
-    with log_path.open("ab") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "veil", "server", "--port", str(port), "--log-level", "warning"],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited: {log_path.read_text()}")
-        with contextlib.suppress(OSError):
-            urllib.request.urlopen(url + "/v1/health", timeout=1).read()
-            return proc
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("the server did not start")
-        time.sleep(0.05)
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+# --- the server: veil.cli.serverproc (as veil demo and the end-to-end tests) -----------------
+RATES: Final = {"VEIL_RATE_LIMITS": "register_per_ip=100/1000"}
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -483,7 +443,7 @@ async def run(args: argparse.Namespace, report: dict[str, Any]) -> None:
     folder = Path(tempfile.mkdtemp(prefix="veil-bench-calls-"))
     port = free_port()
     log_path = folder / "server.log"
-    server = start_server(port, folder / "server", log_path)
+    server = start_server(port, folder / "server", log=log_path, env=RATES)
     pairs: list[Pair] = []
     try:
         url = f"http://127.0.0.1:{port}"

@@ -6,28 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from veil.cli.serverproc import free_port, start_server, stop_server
 from veil.client import Client
 from veil.core.crypto import xeddsa
 from veil.core.crypto.kyber import KyberKeyPair
 from veil.core.crypto.x25519 import PrivateKey
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -167,39 +159,13 @@ def veil_cli(profile: Path, *args: str, check: bool = True) -> subprocess.Comple
 
 
 def _start(port: int, data: Path, log: Path) -> subprocess.Popen[bytes]:
-    """``python -m veil server`` on ``port`` over ``data``, once it answers."""
-    env = dict(os.environ, VEIL_DATA_DIR=str(data))
-    env.pop("VEIL_DATABASE_URL", None)
-    env.pop("VEIL_NATS_URL", None)
-    env["VEIL_RATE_LIMITS"] = "register_per_ip=100/1000"
-    with log.open("ab") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "veil", "server", "--port", str(port), "--log-level", "info"],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited: {log.read_text()}")
-        with contextlib.suppress(OSError):
-            urllib.request.urlopen(url + "/v1/health", timeout=1).read()
-            return proc
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("the server did not start")
-        time.sleep(0.05)
+    """``python -m veil server`` on ``port`` over ``data`` (info log), once it answers."""
+    rates = {"VEIL_RATE_LIMITS": "register_per_ip=100/1000"}
+    return start_server(port, data, log=log, log_level="info", env=rates)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+_stop = stop_server
+_free_port = free_port
 
 
 @pytest.fixture

@@ -11,19 +11,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from veil.cli.serverproc import start_server
 from veil.client import Client
 from veil.engine import MessageReceived
 
@@ -54,18 +51,6 @@ def _port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def _wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the server exited at start-up (see its output above)")
-        with contextlib.suppress(OSError):
-            urllib.request.urlopen(url + "/v1/health", timeout=1).read()  # noqa: S310 - our http URL
-            return
-        time.sleep(0.1)
-    raise RuntimeError("the server did not answer within 30 s")
-
-
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -79,24 +64,13 @@ def run_demo(args: argparse.Namespace, out: TextIO) -> int:
     profiles = Path(tempfile.mkdtemp(prefix="veil-demo-profiles-"))
     url = f"http://127.0.0.1:{args.port}"
     signal.signal(signal.SIGTERM, _interrupt)  # stop the server too, as Ctrl-C does
-    env = dict(os.environ, VEIL_DATA_DIR=str(data))
-    env.pop("VEIL_DATABASE_URL", None)
     print(f"[1/4] starting veil server on {url} (data in {data})", file=out, flush=True)
-    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        [
-            sys.executable,
-            "-m",
-            "veil",
-            "server",
-            "--port",
-            str(args.port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
     try:
-        _wait_up(url, proc)
+        proc = start_server(args.port, data)
+    except RuntimeError as exc:
+        print(f"veil: {exc}", file=sys.stderr)
+        return 1
+    try:
         asyncio.run(_conversation(url, profiles, data / "veil.db", out))
         if args.exit:
             return 0
