@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Awaitable, Callable
-from typing import TextIO
+from typing import Final, TextIO
 
 from veil.cli.chat import _json_line, _sync
 from veil.client import Client, ClientError
@@ -31,12 +31,14 @@ def add_rules_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
     for name, helptext, runner in (
         ("follow", "follow someone (with a follow back, either may start a chat)", _follow),
-        ("unfollow", "stop following someone", _unfollow),
-        ("accept", "accept someone's message request", _accept),
-        ("decline", "decline someone's message request (deleted; they are not told)", _decline),
-        ("block", "block someone (they are not told; nothing of theirs reaches you)", _block),
-        ("unblock", "unblock someone", _unblock),
-    ):
+        ("unfollow", "stop following someone", _action("unfollow")),
+        ("accept", "accept someone's message request", _action("accept")),
+        ("decline", "decline someone's message request (deleted; they are not told)",
+         _action("decline")),
+        ("block", "block someone (they are not told; nothing of theirs reaches you)",
+         _action("block")),
+        ("unblock", "unblock someone", _action("unblock")),
+    ):  # fmt: skip
         command = commands.add_parser(
             name, help=helptext, description=helptext[0].upper() + helptext[1:] + "."
         )
@@ -98,14 +100,6 @@ async def _timer(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _done(out: TextIO, args: argparse.Namespace, action: str, text: str) -> int:
-    if args.json:
-        _json_line(out, {"type": action, "with": args.name, "ok": True})
-    else:
-        print(text, file=out)
-    return 0
-
-
 async def _follow(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     relation = await client.follow(args.name)
     if args.json:
@@ -124,29 +118,26 @@ async def _follow(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-async def _unfollow(client: Client, args: argparse.Namespace, out: TextIO) -> int:
-    await client.unfollow(args.name)
-    return _done(out, args, "unfollow", f"you no longer follow {args.name}")
+_ACTIONS: Final = {
+    "unfollow": "you no longer follow {name}",
+    "accept": "accepted: {name}'s messages now reach your inbox",
+    "decline": "declined and deleted {name}'s request",
+    "block": "blocked {name} (they are not told)",
+    "unblock": "unblocked {name}",
+}
+"""The one-person commands that only act (the Client method of the same name) and say so."""
 
 
-async def _accept(client: Client, args: argparse.Namespace, out: TextIO) -> int:
-    await client.accept(args.name)
-    return _done(out, args, "accept", f"accepted: {args.name}'s messages now reach your inbox")
+def _action(name: str) -> Callable[[Client, argparse.Namespace, TextIO], Awaitable[int]]:
+    async def run(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+        await getattr(client, name)(args.name)
+        if args.json:
+            _json_line(out, {"type": name, "with": args.name, "ok": True})
+        else:
+            print(_ACTIONS[name].format(name=args.name), file=out)
+        return 0
 
-
-async def _decline(client: Client, args: argparse.Namespace, out: TextIO) -> int:
-    await client.decline(args.name)
-    return _done(out, args, "decline", f"declined and deleted {args.name}'s request")
-
-
-async def _block(client: Client, args: argparse.Namespace, out: TextIO) -> int:
-    await client.block(args.name)
-    return _done(out, args, "block", f"blocked {args.name} (they are not told)")
-
-
-async def _unblock(client: Client, args: argparse.Namespace, out: TextIO) -> int:
-    await client.unblock(args.name)
-    return _done(out, args, "unblock", f"unblocked {args.name}")
+    return run
 
 
 def _lister(kind: str) -> Callable[[Client, argparse.Namespace, TextIO], Awaitable[int]]:

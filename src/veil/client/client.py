@@ -550,7 +550,9 @@ class Client(ConversationRules, AsyncClosing):
             sync_body = franking.frank(payload.encode_content(copy), self._rng)
         own = me if recipient == me.account_id else None
         fresh: dict[str, dict[int, PreKeyBundle]] = _DefaultDict()
-        if not self.engine.devices_with_sessions(recipient):
+        if own is not None:  # to our other devices only: never fetch (and use up) our own keys
+            fresh[recipient] = await self._own_new_devices(recheck=True)
+        elif not self.engine.devices_with_sessions(recipient):
             fresh[recipient] = await self._bundles(recipient, None)
         fresh[recipient] = {**fresh[recipient], **(restart or {})}
         if sync_body is not None:
@@ -578,12 +580,13 @@ class Client(ConversationRules, AsyncClosing):
             )
         raise ClientError("the recipient's devices kept changing; try again")
 
-    async def _own_new_devices(self) -> dict[int, PreKeyBundle]:
+    async def _own_new_devices(self, *, recheck: bool = False) -> dict[int, PreKeyBundle]:
         """Bundles of our other devices we have no session with yet. The server checks our
         own device list only when a send includes copies for it, so a device learns of a
-        newly linked sibling here (at most once a minute) rather than from a refusal."""
+        newly linked sibling here (at most once a minute, or now with ``recheck``) rather
+        than from a refusal."""
         now = time.monotonic()
-        if now - self._own_checked < OWN_DEVICES_RECHECK_S:
+        if not recheck and now - self._own_checked < OWN_DEVICES_RECHECK_S:
             return {}
         me = self.account
         devices = await self.devices()
@@ -659,7 +662,7 @@ class Client(ConversationRules, AsyncClosing):
             with contextlib.suppress(ClientError):
                 await self.flush_outbox()
             with contextlib.suppress(ClientError):
-                await self.refresh_blocked()
+                await self.blocked()  # the server's list is the truth
             while self._notices:
                 yield self._notices.pop(0)
             async for frame in connection.frames():

@@ -18,7 +18,7 @@ from veil.client.errors import ClientError, ServerError
 from veil.core import content as payload
 from veil.core.errors import DecodeError, LocalError
 from veil.core.rng import Rng
-from veil.engine import Contact, ConversationSummary
+from veil.engine import Contact, ConversationSummary, MessageRecord
 from veil.engine.evidence import Evidence
 from veil.engine.incoming import apply_action
 from veil.wire.reports import ReportedMessage, ReportRequest, ReportResponse
@@ -165,10 +165,6 @@ class ConversationRules:
         self.store.replace_blocked([c.account_id for c in contacts], self._now_ms())
         return contacts
 
-    async def refresh_blocked(self) -> None:
-        """Bring the local blocked list in line with the server's (on every connection)."""
-        await self.blocked()
-
     async def _act(self, who: str, kind: str, method: str, action: int) -> None:
         contact = await self.resolve(who)
         peer = contact.account_id
@@ -194,7 +190,7 @@ class ConversationRules:
         me = self.account
         devices = await self._api().devices()
         if not any(d.device_id != me.device_id for d in devices.devices):
-            return
+            return  # no other device to tell
         try:
             await self._send_content(me.account_id, copy, sync=False)
         except ClientError as exc:  # the server state is already right; they catch up
@@ -238,7 +234,7 @@ class ConversationRules:
         except ServerError as exc:
             raise ClientError(f"the report was refused: {exc}") from None
 
-    def _reveal(self, record: Any) -> ReportedMessage:
+    def _reveal(self, record: MessageRecord) -> ReportedMessage:
         if record.direction != "in" or record.franking is None or record.server_ms is None:
             raise ClientError("only messages received from the reported person can be reported")
         try:

@@ -89,7 +89,6 @@ _ATTACHMENT: Final = {
 }
 _RECEIPT: Final = {1: (pb.VARINT, False), 2: (pb.LEN, True)}
 _SYNC: Final = {1: (pb.LEN, False), 2: (pb.LEN, False)}
-_TYPING: Final = {1: (pb.VARINT, False)}
 _ONE_UINT: Final = {1: (pb.VARINT, False)}
 MAX_DEVICE_ID: Final = 127
 
@@ -466,7 +465,7 @@ def _decode_sync(data: bytes) -> SyncSent:
 
 
 def _decode_typing(data: bytes) -> Typing:
-    started = pb.parse(data, _TYPING).get(1, 0)
+    started = pb.parse(data, _ONE_UINT).get(1, 0)
     if started not in (0, 1):
         raise DecodeError("typing flag must be 0 or 1")
     return Typing(started == 1)
