@@ -398,3 +398,24 @@ def test_property_resolution_covers_every_member(
         for leaf in range(x - (1 << k) + 1, x + (1 << k), 2):
             if tree.node(leaf) is not None:  # every member below x is reached
                 assert any(tm.is_in_subtree(leaf, r) for r in res)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_OPS, st.lists(st.integers(0, 62), max_size=6))
+def test_property_memoised_hashes_match_a_fresh_tree(
+    ops: list[tuple[bool, int]], parents: list[int]
+) -> None:
+    """Each tree is hashed before the next is derived from it, so derived trees start from an
+    inherited memo; their hashes must equal those of the same nodes in a tree with no memo."""
+    tree = RatchetTree.single(_POOL[0])
+    tree_hash(tree, CS)
+    for add, k in ops:
+        members = [i for i, _ in tree.leaves()]
+        if add or len(members) == 1:
+            tree = tree.add_leaf(_POOL[k % len(_POOL)])[0]
+        else:
+            tree = tree.remove_leaf(members[k % len(members)])
+        for x in parents:
+            if x < tree.width and x % 2 == 1:
+                tree = tree.replace({x: ParentNode(bytes([x]) * 32, b"", ())})
+        assert tree_hashes(tree, CS) == tree_hashes(RatchetTree(tree.nodes), CS)

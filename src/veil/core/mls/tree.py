@@ -13,12 +13,15 @@ changes of a Commit and keep them only if everything validates (ARCHITECTURE.md 
   received tree must end in a non-blank node and is padded to a full tree.
 
 Hashes live in :mod:`veil.core.mls.tree_hash`, validation in :mod:`veil.core.mls.tree_validate`.
+A tree carries a memo of the node tree hashes computed on it; a tree derived by an operation
+inherits every entry the operation cannot have changed (not the changed nodes, not their
+ancestors), so a Commit that changes one path rehashes O(log n) nodes, not the whole tree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from veil.core.errors import DecodeError, LocalError
 from veil.core.mls import tree_math as tm
@@ -44,6 +47,8 @@ class RatchetTree:
     """A full ratchet tree: ``nodes[x]`` is node ``x`` (``None`` when blank)."""
 
     nodes: tuple[TreeNode | None, ...]
+    memo: dict[int, dict[int, bytes]] = field(default_factory=dict, compare=False, repr=False)
+    """Tree hashes already computed: ``memo[suite id][node] = hash`` (see tree_hash)."""
 
     def __post_init__(self) -> None:
         if not _is_full_width(len(self.nodes)):
@@ -196,7 +201,23 @@ class RatchetTree:
         for x, value in changes.items():
             self.node(x)
             values[x] = value
-        return RatchetTree(tuple(values))
+        return RatchetTree(tuple(values), self._memo_without(changes))
+
+    def _memo_without(self, changed: Collection[int]) -> dict[int, dict[int, bytes]]:
+        """The hash memo minus the changed nodes and their ancestors."""
+        if not self.memo:
+            return {}
+        n, r = self.n_leaves, self.root
+        stale: set[int] = set()
+        for x in changed:
+            stale.add(x)
+            if x != r:
+                stale.update(tm.direct_path(x, n))
+        memo = {sid: hashes.copy() for sid, hashes in self.memo.items()}
+        for hashes in memo.values():
+            for x in stale:
+                hashes.pop(x, None)
+        return memo
 
     def blank_direct_path(self, leaf_index: int) -> RatchetTree:
         """Blank every parent on the leaf's direct path (the leaf itself is kept)."""
@@ -204,7 +225,9 @@ class RatchetTree:
 
     def extend(self) -> RatchetTree:
         """Double the leaf count: a new blank root over this tree and a blank right half."""
-        return RatchetTree(self.nodes + (None,) * (len(self.nodes) + 1))
+        # Every old node keeps its children, so every memoised hash stays valid.
+        memo = {sid: hashes.copy() for sid, hashes in self.memo.items()}
+        return RatchetTree(self.nodes + (None,) * (len(self.nodes) + 1), memo)
 
     def truncate(self) -> RatchetTree:
         """Drop the right half while it holds no non-blank leaf (§7.7)."""
@@ -214,7 +237,13 @@ class RatchetTree:
             if any(nodes[x] is not None for x in range(half + 1, len(nodes), 2)):
                 break
             nodes = nodes[:half]
-        return self if len(nodes) == len(self.nodes) else RatchetTree(nodes)
+        if len(nodes) == len(self.nodes):
+            return self
+        width = len(nodes)
+        memo = {
+            sid: {x: h for x, h in hashes.items() if x < width} for sid, hashes in self.memo.items()
+        }
+        return RatchetTree(nodes, memo)
 
     def leftmost_blank_leaf(self) -> int | None:
         for x in range(0, len(self.nodes), 2):

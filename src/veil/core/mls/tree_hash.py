@@ -2,7 +2,9 @@
 
 * §7.8: the tree hash of a node is ``Hash(TreeHashInput)``, a LeafNodeHashInput (leaf index,
   optional LeafNode) or a ParentNodeHashInput (optional ParentNode, the children's hashes).
-  :func:`tree_hashes` computes every node's hash in one bottom-up pass.
+  :func:`node_hash` computes a node's hash from its children's, memoised on the tree (a tree
+  derived from another keeps the hashes of the nodes that did not change, so rehashing after
+  a Commit costs O(log n)); :func:`tree_hashes` gives every node's.
 * §7.9: the parent hash of P with copath child S is ``Hash(ParentHashInput)`` over P's
   encryption key, P's own ``parent_hash`` field and S's *original* sibling tree hash: the tree
   hash of S with P's unmerged leaves blanked and dropped from every ``unmerged_leaves`` list.
@@ -46,48 +48,49 @@ def _parent_hash_input(
     return suite.hash(w.getvalue())
 
 
-def _node_hash(
-    suite: CipherSuite, x: int, value: TreeNode | None, hashes: Sequence[bytes | None]
-) -> bytes:
+def node_hash(tree: RatchetTree, suite: CipherSuite, x: int) -> bytes:
+    """The tree hash of node ``x`` (§7.8), from the tree's memo when it is there."""
+    memo = tree.memo.setdefault(suite.id, {})
+    cached = memo.get(x)
+    if cached is not None:
+        return cached
+    value = tree.node(x)
     if tm.level(x) == 0:
-        return _leaf_hash(suite, x // 2, value if isinstance(value, LeafNode) else None)
-    left, right = hashes[tm.left(x)], hashes[tm.right(x)]
-    assert left is not None and right is not None  # children come first, level by level
-    return _parent_hash_input(suite, value if isinstance(value, ParentNode) else None, left, right)
+        h = _leaf_hash(suite, x // 2, value if isinstance(value, LeafNode) else None)
+    else:
+        left = node_hash(tree, suite, tm.left(x))
+        right = node_hash(tree, suite, tm.right(x))
+        h = _parent_hash_input(suite, value if isinstance(value, ParentNode) else None, left, right)
+    memo[x] = h
+    return h
 
 
 def tree_hashes(tree: RatchetTree, suite: CipherSuite) -> list[bytes]:
     """The tree hash of every node (§7.8), indexed by node."""
-    hashes: list[bytes | None] = [None] * tree.width
-    depth = tm.level(tree.root)
-    for k in range(depth + 1):
-        for x in range((1 << k) - 1, tree.width, 1 << (k + 1)):
-            hashes[x] = _node_hash(suite, x, tree.nodes[x], hashes)
-    return [h for h in hashes if h is not None]
+    node_hash(tree, suite, tree.root)
+    return [node_hash(tree, suite, x) for x in range(tree.width)]
 
 
 def tree_hash(tree: RatchetTree, suite: CipherSuite) -> bytes:
     """The tree hash of the root: the ``tree_hash`` of the GroupContext."""
-    return tree_hashes(tree, suite)[tree.root]
+    return node_hash(tree, suite, tree.root)
 
 
-def _hash_without(
-    tree: RatchetTree, suite: CipherSuite, x: int, hashes: Sequence[bytes], drop: frozenset[int]
-) -> bytes:
+def _hash_without(tree: RatchetTree, suite: CipherSuite, x: int, drop: frozenset[int]) -> bytes:
     """The tree hash of node ``x`` with the leaves in ``drop`` blanked and removed from every
-    ``unmerged_leaves`` list; reuses ``hashes`` for subtrees that contain none of them."""
+    ``unmerged_leaves`` list; reuses the plain hash for subtrees that contain none of them."""
     k = tm.level(x)
     first, last = (x - ((1 << k) - 1)) // 2, (x + ((1 << k) - 1)) // 2
     if not any(first <= i <= last for i in drop):
-        return hashes[x]
+        return node_hash(tree, suite, x)
     if k == 0:
         return _leaf_hash(suite, x // 2, None)
     value = tree.parent_node(x)
     if value is not None:
         unmerged = tuple(i for i in value.unmerged_leaves if i not in drop)
         value = ParentNode(value.encryption_key, value.parent_hash, unmerged)
-    left = _hash_without(tree, suite, tm.left(x), hashes, drop)
-    right = _hash_without(tree, suite, tm.right(x), hashes, drop)
+    left = _hash_without(tree, suite, tm.left(x), drop)
+    right = _hash_without(tree, suite, tm.right(x), drop)
     return _parent_hash_input(suite, value, left, right)
 
 
@@ -102,14 +105,12 @@ def parent_hash(
     return suite.hash(w.getvalue())
 
 
-def parent_hash_of(
-    tree: RatchetTree, suite: CipherSuite, p: int, s: int, hashes: Sequence[bytes]
-) -> bytes:
+def parent_hash_of(tree: RatchetTree, suite: CipherSuite, p: int, s: int) -> bytes:
     """The parent hash of non-blank parent ``p`` with copath child ``s`` in this tree."""
     node = tree.parent_node(p)
     if node is None:
         raise ValidationError(REQ_PARENT_HASH, f"node {p} is blank")
-    sibling = _hash_without(tree, suite, s, hashes, frozenset(node.unmerged_leaves))
+    sibling = _hash_without(tree, suite, s, frozenset(node.unmerged_leaves))
     return parent_hash(suite, node.encryption_key, node.parent_hash, sibling)
 
 
@@ -117,13 +118,13 @@ def _subtree_leaves(tree: RatchetTree, c: int, leaves: Collection[int]) -> set[i
     return {tm.leaf_node(i) for i in leaves if tm.is_in_subtree(tm.leaf_node(i), c)}
 
 
-def _valid_links(tree: RatchetTree, suite: CipherSuite, p: int, hashes: Sequence[bytes]) -> int:
+def _valid_links(tree: RatchetTree, suite: CipherSuite, p: int) -> int:
     """How many descendants D of parent ``p`` have a parent hash valid w.r.t. ``p`` (§7.9.2)."""
     node = tree.parent_node(p)
     assert node is not None
     count = 0
     for c, s in ((tm.left(p), tm.right(p)), (tm.right(p), tm.left(p))):
-        expected = parent_hash_of(tree, suite, p, s, hashes)
+        expected = parent_hash_of(tree, suite, p, s)
         resolution = tree.resolution(c)
         unmerged = _subtree_leaves(tree, c, node.unmerged_leaves)
         for d in resolution:
@@ -139,9 +140,8 @@ def _valid_links(tree: RatchetTree, suite: CipherSuite, p: int, hashes: Sequence
 def verify_parent_hashes(tree: RatchetTree, suite: CipherSuite) -> None:
     """§7.9.2: every non-blank parent node must be parent-hash valid, i.e. have exactly one
     descendant whose parent hash links to it. Raises ValidationError otherwise."""
-    hashes = tree_hashes(tree, suite)
     for p, _ in tree.parents():
-        links = _valid_links(tree, suite, p, hashes)
+        links = _valid_links(tree, suite, p)
         if links != 1:
             raise ValidationError(REQ_PARENT_HASH, f"node {p} has {links} parent-hash links")
 
@@ -156,11 +156,10 @@ def path_parent_hashes(
     the root down (the root's ``parent_hash`` is empty). Returns the tree with the fields set
     and the parent hash the leaf must carry.
     """
-    hashes = tree_hashes(tree, suite)
     above = b""
     changes: dict[int, TreeNode | None] = {}
     for p, s in reversed(path):
         key = tree.encryption_key(p)
         changes[p] = ParentNode(key, above, ())
-        above = parent_hash(suite, key, above, hashes[s])
+        above = parent_hash(suite, key, above, node_hash(tree, suite, s))
     return tree.replace(changes), above
