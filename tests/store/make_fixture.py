@@ -1,12 +1,15 @@
-"""Write ``fixtures/device_v1.db``: a small device store at schema version 1.
+"""Write ``fixtures/device_v1.db``: a small device store at schema version 1 (and
+``fixtures/device_v2.db`` at version 2).
 
-Run from the repository root: ``python tests/store/make_fixture.py``. The database is built
-the way Veil's first schema version built it (``PRAGMA application_id``, the statements of
-``0001_init.sql``, ``PRAGMA user_version = 1``) with raw SQL, not through
-:class:`veil.store.DeviceStore`, which always migrates to the newest version. Later schema
-versions test their upgrade from this committed file; it is never regenerated after a second
-migration exists (``test_migrations`` checks it still matches ``0001_init.sql``). Small pages
-and ``VACUUM`` keep it a few KiB; it is written in rollback-journal mode, so it is one file.
+Run from the repository root: ``python tests/store/make_fixture.py`` (``... v2`` for the
+second). The database is built the way Veil's first schema version built it (``PRAGMA
+application_id``, the statements of ``0001_init.sql``, ``PRAGMA user_version = 1``) with raw
+SQL, not through :class:`veil.store.DeviceStore`, which always migrates to the newest version;
+the version-2 file then gets the statements of ``0002_conversation_rules.sql``, ``PRAGMA
+user_version = 2`` and :data:`ROWS_V2`. Later schema versions test their upgrade from these
+committed files; neither is regenerated once a later migration exists (``test_migrations``
+checks they still match their migrations). Small pages and ``VACUUM`` keep them a few KiB;
+they are written in rollback-journal mode, so each is one file.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 FIXTURE = HERE / "fixtures" / "device_v1.db"
-MIGRATION = HERE.parent.parent / "src" / "veil" / "store" / "migrations" / "0001_init.sql"
+FIXTURE_V2 = HERE / "fixtures" / "device_v2.db"
+MIGRATIONS = HERE.parent.parent / "src" / "veil" / "store" / "migrations"
+MIGRATION = MIGRATIONS / "0001_init.sql"
+MIGRATION_2 = MIGRATIONS / "0002_conversation_rules.sql"
 APPLICATION_ID = 0x5645494C
 
 # Rows every later version must still read back (test_migrations checks them).
@@ -59,6 +65,32 @@ ROWS: list[tuple[str, tuple[object, ...]]] = [
 ]
 
 
+# Version 2 (disappearing messages, requests, blocks, franking): rows the call-log migration
+# (version 3, which rebuilds the messages table) must carry over unchanged.
+# Written after ROWS (inserted at version 1) and the version-2 migration.
+ROWS_V2: list[tuple[str, tuple[object, ...]]] = [
+    (
+        "INSERT INTO messages (seq, conversation, message_id, direction, sender_account_id,"
+        " sender_device_id, sent_ms, server_ms, received_ms, sort_ms, text, attachment,"
+        " attachment_path, status, kind, expire_timer_s, expire_at_ms, franking) VALUES"
+        " (3, 'acc-bob', ?, 'in', 'acc-bob', 1, 1700000004000, 1700000004100, 1700000004200,"
+        " 1700000004100, NULL, NULL, NULL, 'read', 'timer', 30, NULL, NULL)",
+        (b"\x13" * 16,),
+    ),
+    (
+        "INSERT INTO messages (seq, conversation, message_id, direction, sender_account_id,"
+        " sender_device_id, sent_ms, server_ms, received_ms, sort_ms, text, attachment,"
+        " attachment_path, status, kind, expire_timer_s, expire_at_ms, franking) VALUES"
+        " (4, 'acc-bob', ?, 'in', 'acc-bob', 1, 1700000005000, 1700000005100, 1700000005200,"
+        " 1700000005100, 'vanishing', NULL, NULL, 'read', 'message', 30, 1700000035200, ?)",
+        (b"\x14" * 16, b"evidence-v2"),
+    ),
+    ("INSERT INTO conversations VALUES ('acc-bob', 30, 'accepted', 1700000004200)", ()),
+    ("INSERT INTO conversations VALUES ('acc-carol', 0, 'request', 1700000006000)", ()),
+    ("INSERT INTO blocked VALUES ('acc-mallory', 1700000007000)", ()),
+]
+
+
 def split(script: str) -> list[str]:
     """The statements of a migration script (as veil.store.schema splits them)."""
     found: list[str] = []
@@ -79,11 +111,19 @@ def build_v1(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA user_version = 1")
 
 
-def main() -> None:
-    """Write the fixture, replacing an older copy."""
-    FIXTURE.parent.mkdir(exist_ok=True)
-    FIXTURE.unlink(missing_ok=True)
-    conn = sqlite3.connect(FIXTURE, isolation_level=None)
+def upgrade_to_v2(conn: sqlite3.Connection) -> None:
+    """Apply the statements of ``0002_conversation_rules.sql`` to a version-1 database."""
+    for statement in split(MIGRATION_2.read_text(encoding="utf-8")):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+
+
+def main(version: str = "v1") -> None:
+    """Write the fixture of ``version`` (``v1`` or ``v2``), replacing an older copy."""
+    path = FIXTURE_V2 if version == "v2" else FIXTURE
+    path.parent.mkdir(exist_ok=True)
+    path.unlink(missing_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA page_size = 512")
         conn.execute("PRAGMA journal_mode = DELETE")
@@ -91,12 +131,16 @@ def main() -> None:
         build_v1(conn)
         for sql, params in ROWS:
             conn.execute(sql, params)
+        if version == "v2":
+            upgrade_to_v2(conn)
+            for sql, params in ROWS_V2:
+                conn.execute(sql, params)
         conn.execute("COMMIT")
         conn.execute("VACUUM")
     finally:
         conn.close()
-    sys.stdout.write(f"wrote {FIXTURE} ({FIXTURE.stat().st_size} bytes)\n")
+    sys.stdout.write(f"wrote {path} ({path.stat().st_size} bytes)\n")
 
 
 if __name__ == "__main__":
-    main()
+    main(*sys.argv[1:2])

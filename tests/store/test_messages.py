@@ -6,7 +6,7 @@ from typing import Final
 
 import pytest
 
-from veil.store import Contact, ConversationSummary, DeviceStore, StoreError
+from veil.store import CallLog, Contact, ConversationSummary, DeviceStore, MessageRecord, StoreError
 from veil.store.messages import status_may_change
 
 from .conftest import message, outgoing
@@ -167,3 +167,47 @@ def test_reprs_hide_message_text() -> None:
     assert "acc-bob" in text
     summary = ConversationSummary("acc-bob", "Bob", 1, "the secret plan", 0, 1)
     assert "secret plan" not in repr(summary)
+
+
+# --- call-log lines -----------------------------------------------------------------------
+def call_line(n: int = 1, **changes: object) -> MessageRecord:
+    """A missed call from bob (a call-log line)."""
+    base: dict[str, object] = {
+        "kind": "call",
+        "text": None,
+        "call": CallLog("audio", "missed", "timeout"),
+    }
+    base.update(changes)
+    return message(n, **base)
+
+
+def test_a_call_line_reads_back_and_counts_as_unread_without_a_receipt(
+    store: DeviceStore,
+) -> None:
+    assert store.add_message(message(1))
+    assert store.add_message(call_line(2))
+    assert [m.call for m in store.messages("acc-bob")] == [
+        None, CallLog("audio", "missed", "timeout"),
+    ]  # fmt: skip
+    assert store.conversations()[0].unread == 2
+    # A read receipt names the message, never the call line; both are read afterwards.
+    assert store.mark_read("acc-bob", 5000) == [(1).to_bytes(16, "big")]
+    assert [m.status for m in store.messages("acc-bob")] == ["read", "read"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"call": None}, "only one carries call details"),
+        ({"kind": "message"}, "only one carries call details"),
+        ({"call": CallLog("hologram", "missed", "timeout")}, "unknown call media"),
+        ({"call": CallLog("audio", "lost", "timeout")}, "unknown call outcome"),
+        ({"call": CallLog("audio", "completed", "hangup", -1)}, "cannot be negative"),
+    ],
+)
+def test_a_malformed_call_line_is_refused(
+    store: DeviceStore, changes: dict[str, object], error: str
+) -> None:
+    with pytest.raises(StoreError, match=error):
+        store.add_message(call_line(1, **changes))
+    assert store.messages("acc-bob") == []

@@ -17,6 +17,7 @@ import pytest
 
 from veil.store import (
     AccountRecord,
+    CallLog,
     Contact,
     DeviceStore,
     IdentityRecord,
@@ -141,3 +142,62 @@ def test_failing_step_leaves_the_previous_version(
         assert store.schema_version() == NEXT - 1
         assert store._one("SELECT name FROM sqlite_master WHERE name = 'half'") is None
         assert store.envelope_seen(41)
+
+
+# --- version 3: the call log (the messages table is rebuilt) --------------------------------
+def test_fixture_v2_matches_migrations_0001_and_0002() -> None:
+    fresh = sqlite3.connect(":memory:")
+    make_fixture.build_v1(fresh)
+    make_fixture.upgrade_to_v2(fresh)
+    fixture = sqlite3.connect(f"file:{make_fixture.FIXTURE_V2}?mode=ro", uri=True)
+    try:
+        assert fixture.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert schema_of(fixture) == schema_of(fresh)
+    finally:
+        fixture.close()
+        fresh.close()
+
+
+def test_version_2_fixture_keeps_every_row_through_the_rebuild(profile: Path) -> None:
+    profile.mkdir(parents=True)
+    shutil.copyfile(make_fixture.FIXTURE_V2, profile / "device.db")
+    with DeviceStore.open(profile) as store:
+        assert store.schema_version() == migrations.latest() >= 3
+        got = store.messages("acc-bob")
+        assert [m.message_id[0] for m in got] == [0x10, 0x11, 0x13, 0x14]
+        assert got[1].attachment == b"pointer" and got[1].attachment_path == "attachments/a1"
+        timer, vanishing = got[2], got[3]
+        assert (timer.kind, timer.expire_timer_s, timer.text) == ("timer", 30, None)
+        assert (vanishing.kind, vanishing.expire_at_ms) == ("message", 1700000035200)
+        assert vanishing.franking == b"evidence-v2" and vanishing.call is None
+        assert store.settings("acc-bob").timer_s == 30
+        assert store.settings("acc-carol").state == "request"
+        assert store.is_blocked("acc-mallory")
+        assert store.next_expiry() == 1700000035200
+        assert store.conversations()[0].unread == 1
+        assert not store.add_message(got[0])  # the uniqueness constraint came along
+        names = {r[0] for r in store._all("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {
+            "messages_timeline",
+            "messages_by_id",
+            "messages_unread",
+            "messages_expiry",
+        } <= names
+        assert store._one("SELECT name FROM sqlite_master WHERE name = 'messages_v3'") is None
+        line = MessageRecord(
+            "acc-bob", b"\x15" * 16, "out", "acc-alice", 2, 1700000008000, None, None, None,
+            None, None, "sent", kind="call", call=CallLog("video", "completed", "hangup", 83_000),
+        )  # fmt: skip
+        assert store.add_message(line)
+        assert store.messages("acc-bob")[-1] == line
+    with DeviceStore.open(profile) as store:  # and it reads back after reopening
+        assert store.message("acc-bob", b"\x15" * 16) == line
+
+
+def test_the_schema_refuses_half_a_call_line(profile: Path) -> None:
+    with DeviceStore.open(profile) as store, pytest.raises(StoreError, match="CHECK constraint"):
+        store._exec(
+            "INSERT INTO messages (conversation, message_id, direction, sender_account_id,"
+            " sender_device_id, sent_ms, sort_ms, status, kind, call_media)"
+            " VALUES ('acc-bob', x'01', 'in', 'acc-bob', 1, 1, 1, 'read', 'call', 'audio')"
+        )

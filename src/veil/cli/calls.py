@@ -1,13 +1,16 @@
 """``veil call`` and ``veil answer``: end-to-end encrypted 1:1 calls from the terminal.
 
 Headless by default: ``--audio tone`` and ``--video pattern`` are built-in synthetic sources;
-any file PyAV can read works as a source too (``--audio song.ogg``, ``--video clip.mp4``).
+``--audio mic`` and ``--video camera`` capture from this machine's devices (``default``: the
+device when there is one, else the synthetic source), and any file PyAV can read works too
+(``--audio song.ogg``, ``--video clip.mp4``); see :mod:`veil.cli.call_sources`.
 While the call runs, a line a second shows its duration, the frames received, the bitrate
 sent, the packet loss and the round-trip time; with ``--json`` those are JSON lines
 (``state``, ``stats``) and the last line is a ``summary`` object with ``connected_ms``,
 ``audio_frames_received``, ``video_frames_received``, ``end_reason`` and ``duration_s``.
 ``--record OUT`` keeps what the other side sends in a media file.
-Exit status 0 if the call connected, 1 if it never did.
+Exit status 0 if the call connected, 1 if it never did, 2 if a microphone or camera asked
+for is missing. aiortc and PyAV load only when these commands run.
 """
 
 from __future__ import annotations
@@ -17,18 +20,14 @@ import asyncio
 import contextlib
 import sys
 import time
-from pathlib import Path
-from typing import Any, TextIO
-
-from aiortc.contrib.media import MediaPlayer
-from aiortc.mediastreams import MediaStreamTrack
+from typing import TYPE_CHECKING, Any, TextIO
 
 from veil.cli.chat import _json_line, _sync
 from veil.client import Call, Client, ClientError, IncomingCall
-from veil.client.calls_media import PatternSource, ToneSource
 
-CALLER_TONE_HZ = 440.0
-CALLEE_TONE_HZ = 660.0
+if TYPE_CHECKING:
+    from veil.cli.call_sources import Source
+    from veil.client.call_devices import DeviceError
 
 
 def add_call_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,16 +60,26 @@ def add_call_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 _SOURCES_HELP = (
-    "Sources: tone (a sine wave), pattern (a coloured test picture), none, or a media file."
+    "Sources: tone (a sine wave), pattern (a coloured test picture), mic[:DEVICE] (the "
+    "microphone: ALSA/PulseAudio 'default' or DEVICE on Linux, the default input on macOS), "
+    "camera[:DEVICE] (the camera: /dev/video0 or DEVICE on Linux), default (the microphone or "
+    "camera if there is one, else the tone or pattern), none, or a media file. A missing "
+    "microphone or camera exits with status 2."
 )
 
 
 def _media_arguments(parser: argparse.ArgumentParser, *, audio: str, video: str) -> None:
     parser.add_argument(
-        "--audio", default=audio, metavar="SRC", help=f"tone, none or a file ({audio})"
+        "--audio",
+        default=audio,
+        metavar="SRC",
+        help=f"tone, mic[:DEVICE], default, none or a file ({audio})",
     )
     parser.add_argument(
-        "--video", default=video, metavar="SRC", help=f"pattern, none or a file ({video})"
+        "--video",
+        default=video,
+        metavar="SRC",
+        help=f"pattern, camera[:DEVICE], default, none or a file ({video})",
     )
     parser.add_argument(
         "--duration",
@@ -85,26 +94,29 @@ def _media_arguments(parser: argparse.ArgumentParser, *, audio: str, video: str)
     parser.add_argument("--json", action="store_true", help="JSON lines; the last a summary")
 
 
-def _source(kind: str, value: str, tone_hz: float) -> tuple[bool, MediaStreamTrack | None]:
-    """(send this kind?, the track) for ``--audio`` / ``--video``."""
-    if value == "none":
-        return False, None
-    if kind == "audio" and value == "tone":
-        return True, ToneSource(tone_hz)
-    if kind == "video" and value == "pattern":
-        colour = (255, 0, 0) if tone_hz == CALLER_TONE_HZ else (0, 0, 255)
-        return True, PatternSource(colour)
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise ClientError(f"--{kind} {value}: no such file (or use tone, pattern, none)")
+def _sources(args: argparse.Namespace, *, caller: bool) -> tuple[Source, Source]:
+    """Open ``--audio`` and ``--video`` (notes about a fallback go to stderr)."""
+    from veil.cli.call_sources import open_source  # noqa: PLC0415 - loads aiortc and PyAV
+
+    audio = open_source("audio", args.audio, caller=caller)
     try:
-        player = MediaPlayer(str(path))
-    except Exception as exc:  # PyAV's own errors: the file is not media it can read
-        raise ClientError(f"--{kind} {value}: cannot read it as media ({exc})") from None
-    track = player.audio if kind == "audio" else player.video
-    if track is None:
-        raise ClientError(f"--{kind} {value}: the file has no {kind}")
-    return True, track
+        video = open_source("video", args.video, caller=caller)
+    except BaseException:
+        if audio.track is not None:
+            audio.track.stop()  # release the microphone
+        raise
+    for note in (audio.note, video.note):
+        if note:
+            print(f"veil: {note}", file=sys.stderr)
+    return audio, video
+
+
+def _device_missing(exc: DeviceError) -> int:
+    """Print a missing or unusable device (with what to use instead); exit status 2."""
+    from veil.cli.call_sources import HINTS  # noqa: PLC0415
+
+    print(f"veil: {exc}; {HINTS[exc.kind]}", file=sys.stderr)
+    return 2
 
 
 async def _events(client: Client, incoming: asyncio.Queue[IncomingCall]) -> None:
@@ -115,16 +127,24 @@ async def _events(client: Client, incoming: asyncio.Queue[IncomingCall]) -> None
 
 
 async def _call(client: Client, args: argparse.Namespace, out: TextIO) -> int:
-    audio, audio_track = _source("audio", args.audio, CALLER_TONE_HZ)
-    video, video_track = _source("video", args.video, CALLER_TONE_HZ)
-    if not (audio or video):
+    from veil.client.call_devices import DeviceError  # noqa: PLC0415 - loads with calls
+
+    if args.audio == "none" and args.video == "none":
         raise ClientError("a call needs --audio or --video")
+    try:
+        audio, video = _sources(args, caller=True)
+    except DeviceError as exc:
+        return _device_missing(exc)
     client.calls.ring_timeout_s = args.ring_timeout
     incoming: asyncio.Queue[IncomingCall] = asyncio.Queue()
     reader = asyncio.ensure_future(_events(client, incoming))
     try:
         call = await client.call(
-            args.name, audio=audio, video=video, audio_source=audio_track, video_source=video_track
+            args.name,
+            audio=audio.sends,
+            video=video.sends,
+            audio_source=audio.track,
+            video_source=video.track,
         )
         if args.record:
             call.record_to(args.record)
@@ -136,6 +156,14 @@ async def _call(client: Client, args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _answer(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    from veil.cli.call_sources import check_source  # noqa: PLC0415 - loads with calls
+    from veil.client.call_devices import DeviceError  # noqa: PLC0415
+
+    try:  # a missing device is refused before waiting, not when the call rings
+        check_source("audio", args.audio)
+        check_source("video", args.video)
+    except DeviceError as exc:
+        return _device_missing(exc)
     incoming: asyncio.Queue[IncomingCall] = asyncio.Queue()
     reader = asyncio.ensure_future(_events(client, incoming))
     try:
@@ -154,12 +182,18 @@ async def _answer(client: Client, args: argparse.Namespace, out: TextIO) -> int:
             await ringing.reject()
             _say(out, args, {"type": "state", "state": "rejected"})
             return 1
-        audio, audio_track = _source("audio", args.audio, CALLEE_TONE_HZ)
-        video, video_track = _source("video", args.video, CALLEE_TONE_HZ)
+        try:
+            audio, video = _sources(args, caller=False)
+        except DeviceError as exc:  # it went away while we waited
+            await ringing.reject()
+            return _device_missing(exc)
         if args.record:
             ringing.call.record_to(args.record)
         call = await ringing.accept(
-            audio=audio, video=video, audio_source=audio_track, video_source=video_track
+            audio=audio.sends,
+            video=video.sends,
+            audio_source=audio.track,
+            video_source=video.track,
         )
         return await _follow(call, args, out, who)
     finally:

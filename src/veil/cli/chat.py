@@ -14,12 +14,13 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import segno
 
-from veil.client import CaughtUp, Client, ClientError, IncomingCall, StoreError
+from veil.client import CaughtUp, Client, ClientError, IncomingCall, StoreError, describe_call
 from veil.client.attachments import pointer_of
 from veil.client.client import ClientEvent
 from veil.client.timers import describe_timer, short_duration
@@ -30,6 +31,7 @@ from veil.engine import (
     DeviceAdded,
     IdentityChanged,
     MessageReceived,
+    MessageRecord,
     ReceiptReceived,
     SessionReset,
     SyncedSent,
@@ -490,25 +492,30 @@ async def _listen(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _inbox_list(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """``veil inbox``: one line (or JSON object) per conversation."""
+    for c in client.conversations():
+        if args.json:
+            _json_line(
+                out,
+                {
+                    "type": "conversation",
+                    "with": c.username or c.conversation,
+                    "account": c.conversation,
+                    "last_timestamp": c.last_ms,
+                    "last_text": c.last_text,
+                    "unread": c.unread,
+                    "messages": c.count,
+                },
+            )
+        else:
+            unread = f" ({c.unread} unread)" if c.unread else ""
+            print(f"{c.username or c.conversation}{unread}: {c.last_text or ''}", file=out)
+
+
 async def _inbox(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     if args.name is None:
-        for c in client.conversations():
-            if args.json:
-                _json_line(
-                    out,
-                    {
-                        "type": "conversation",
-                        "with": c.username or c.conversation,
-                        "account": c.conversation,
-                        "last_timestamp": c.last_ms,
-                        "last_text": c.last_text,
-                        "unread": c.unread,
-                        "messages": c.count,
-                    },
-                )
-            else:
-                unread = f" ({c.unread} unread)" if c.unread else ""
-                print(f"{c.username or c.conversation}{unread}: {c.last_text or ''}", file=out)
+        _inbox_list(client, args, out)
         return 0
     contact = await client.resolve(args.name)
     timer = client.timer(contact.account_id)
@@ -516,6 +523,9 @@ async def _inbox(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         print(f"(disappearing messages: {describe_timer(timer)})", file=out)
     now = client.now_ms()
     for m in client.messages(contact.account_id, args.limit):
+        if m.kind == "call":
+            _print_call(client, m, now, out, as_json=args.json)
+            continue
         if m.kind == "timer":
             who = client.username_of(m.sender_account_id) or m.sender_account_id
             if args.json:
@@ -560,6 +570,40 @@ async def _inbox(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     if not args.no_read:
         await client.mark_read(contact.account_id)
     return 0
+
+
+def _print_call(
+    client: Client, m: MessageRecord, now_ms: int, out: TextIO, *, as_json: bool
+) -> None:
+    """A call-log line of ``inbox NAME``: ``☎ 13:02 Outgoing video call, 1:23`` or JSON
+    (``type`` ``call``, ``direction``, ``media``, ``outcome``, ``end_reason``,
+    ``duration_s``)."""
+    assert m.call is not None
+    expiry = _expiry(m.expire_timer_s, m.expire_at_ms, now_ms)
+    if as_json:
+        duration = m.call.duration_ms
+        _json_line(
+            out,
+            {
+                "type": "call",
+                "id": m.message_id.hex(),
+                "from": client.username_of(m.sender_account_id) or m.sender_account_id,
+                "device": m.sender_device_id,
+                "timestamp": m.sent_ms,
+                "direction": m.direction,
+                "media": m.call.media,
+                "outcome": m.call.outcome,
+                "end_reason": m.call.end_reason,
+                "duration_s": None if duration is None else round(duration / 1000, 1),
+                "text": describe_call(m),
+                **expiry,
+            },
+        )
+        return
+    clock = datetime.fromtimestamp(m.sent_ms / 1000).strftime("%H:%M")
+    left = expiry.get("expires_in")
+    timer = "" if left is None else f"  ⏱ {short_duration(left * 1000)}"
+    print(f"☎ {clock} {describe_call(m)}{timer}", file=out)
 
 
 def _expiry(timer_s: int, expire_at_ms: int | None, now_ms: int) -> dict[str, int]:

@@ -21,6 +21,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Input, Label, ListItem, ListView, Static
 
 from veil.cli import tui_render as render
+from veil.cli.tui_calls import CallLine, Calls
 from veil.cli.tui_commands import HELP, run_command
 from veil.client import (
     CaughtUp,
@@ -30,6 +31,7 @@ from veil.client import (
     ConversationChanged,
     DecryptFailure,
     IdentityChanged,
+    IncomingCall,
     MessageReceived,
     StoreError,
     TypingChanged,
@@ -68,10 +70,11 @@ class ConversationItem(TextItem):
 
 
 class MessageRow(Static):
-    """One message (or timer change) of the open conversation."""
+    """One message (or timer change, or call) of the open conversation."""
 
-    def __init__(self, key: str, text: str, *, timer_row: bool) -> None:
-        super().__init__(text, markup=False, classes="timer-row" if timer_row else "message")
+    def __init__(self, key: str, text: str, *, kind: str = "message") -> None:
+        classes = {"timer": "timer-row", "call": "call-row"}.get(kind, "message")
+        super().__init__(text, markup=False, classes=classes)
         self.key = key
         self.text = text
 
@@ -88,6 +91,8 @@ class ChatApp(App[None]):
     #header { height: 1; text-style: bold; background: $boost; padding: 0 1; }
     #messages { height: 1fr; padding: 0 1; }
     .timer-row { width: 100%; text-align: center; color: $text-muted; }
+    .call-row { color: $accent; text-style: italic; }
+    #call { height: 1; padding: 0 1; background: $boost; color: $success; text-style: bold; }
     #status { height: 1; padding: 0 1; color: $warning; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -107,6 +112,7 @@ class ChatApp(App[None]):
         self._list_keys: list[str] = []
         self._typing_sent = -TYPING_EVERY_S
         self._typing_until = 0.0
+        self.calls = Calls(self)
 
     # --- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -115,11 +121,13 @@ class ChatApp(App[None]):
             with Vertical(id="chat"):
                 yield Static("no conversation open: /open NAME", id="header", markup=False)
                 yield VerticalScroll(id="messages")
+        yield CallLine("", id="call", markup=False)
         yield Static("", id="status", markup=False)
         yield Input(placeholder="message, or /help", id="input")
         yield Footer()
 
     async def on_mount(self) -> None:
+        self.calls.show()
         await self.refresh_all()
         self.query_one("#conversations", ListView).focus()
         self.run_worker(self._listen(), name="events", group="events", exit_on_error=False)
@@ -155,6 +163,13 @@ class ChatApp(App[None]):
     async def _mark_read(self) -> None:
         if self.read and self.conversation_id is not None:
             await self.client.mark_read(self.conversation_id)
+
+    async def mark_read_quietly(self) -> None:
+        """Mark the open conversation read; a failure goes to the status line."""
+        try:
+            await self._mark_read()
+        except ClientError as exc:
+            self.set_status(str(exc))
 
     def _is_request(self, conversation: str) -> bool:
         return any(r.conversation == conversation for r in self.client.requests())
@@ -210,7 +225,7 @@ class ChatApp(App[None]):
     async def _draw_messages(self, pane: VerticalScroll, cid: str) -> None:
         now = self.client.now_ms()
         rows = [
-            (f"{m.sender_account_id}:{m.message_id.hex()}", m.kind == "timer",
+            (f"{m.sender_account_id}:{m.message_id.hex()}", m.kind,
              render.message_line(self.client, m, now))
             for m in self.client.messages(cid)
         ]  # fmt: skip
@@ -222,13 +237,14 @@ class ChatApp(App[None]):
                     row.update(text)
             return
         await pane.remove_children()
-        await pane.mount_all([MessageRow(k, text, timer_row=t) for k, t, text in rows])
+        await pane.mount_all([MessageRow(k, text, kind=kind) for k, kind, text in rows])
         pane.scroll_end(animate=False)
 
     async def _tick(self) -> None:
         """Once a second: delete what expired, redraw countdowns, forget stale typing."""
         if self._typing_until and time.monotonic() > self._typing_until:
             self.set_status("")
+        self.calls.show()
         try:
             removed = self.client.expire()
         except (ClientError, StoreError):  # closing
@@ -255,13 +271,13 @@ class ChatApp(App[None]):
         if isinstance(event, TypingChanged):
             self._show_typing(event)
             return
+        if isinstance(event, IncomingCall):
+            self.calls.on_incoming(event)
+            return
         if isinstance(event, MessageReceived) and event.conversation == self.conversation_id:
             if self._typing_until:
                 self.set_status("")
-            try:
-                await self._mark_read()
-            except ClientError as exc:
-                self.set_status(str(exc))
+            await self.mark_read_quietly()
         elif isinstance(event, DecryptFailure):
             who = self._who(event.sender_account_id)
             self.set_status(f"a message from {who} could not be read ({event.reason})")

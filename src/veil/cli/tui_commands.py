@@ -19,7 +19,8 @@ Command = Callable[["ChatApp", str], Awaitable[str | None]]
 
 HELP = (
     "/open NAME  /timer 5m|off  /file PATH [caption]  /save  /accept  /decline  /block"
-    "  /unblock  /report [reason]  /follow  /quit"
+    "  /unblock  /report [reason]  /follow  /call [--video]  /video  /hangup  /answer"
+    "  /reject  /quit"
 )
 
 
@@ -109,6 +110,31 @@ async def _follow(app: ChatApp, rest: str) -> str | None:
     return f"you follow {peer}"
 
 
+async def _call(app: ChatApp, rest: str) -> str | None:
+    """Call the open conversation's peer (``--video``: with video)."""
+    if rest not in ("", "--video", "-v"):
+        raise ClientError("usage: /call [--video]  (or /video)")
+    app.calls.check_idle()
+    return await app.calls.place(_peer(app), video=bool(rest))
+
+
+async def _video(app: ChatApp, rest: str) -> str | None:
+    app.calls.check_idle()
+    return await app.calls.place(_peer(app), video=True)
+
+
+async def _hangup(app: ChatApp, rest: str) -> str | None:
+    return await app.calls.hangup()
+
+
+async def _answer(app: ChatApp, rest: str) -> str | None:
+    return await app.calls.answer()
+
+
+async def _reject(app: ChatApp, rest: str) -> str | None:
+    return await app.calls.reject()
+
+
 async def _quit(app: ChatApp, rest: str) -> str | None:
     app.exit()
     return None
@@ -129,6 +155,11 @@ COMMANDS: dict[str, Command] = {
     "unblock": _unblock,
     "report": _report,
     "follow": _follow,
+    "call": _call,
+    "video": _video,
+    "hangup": _hangup,
+    "answer": _answer,
+    "reject": _reject,
     "quit": _quit,
     "help": _help,
 }

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from veil.client import Client, ClientError
+from veil.client import Client, ClientError, describe_call
 from veil.client.attachments import pointer_of
 from veil.client.timers import describe_timer, short_duration
 
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from veil.engine import ConversationSummary, MessageRecord
 
 TIMER_ICON = "⏱"
+CALL_ICON = "☎"
 STATUS_MARKS = {
     "sending": "… sending",
     "sent": "✓ sent",
@@ -91,6 +92,10 @@ def message_line(client: Client, message: MessageRecord, now_ms: int) -> str:
     if message.kind == "timer":
         return timer_line(client, message)
     clock = datetime.fromtimestamp(message.sent_ms / 1000).strftime("%H:%M")
+    if message.kind == "call":
+        left = countdown(message, now_ms)
+        line = f"{CALL_ICON} {clock}  {describe_call(message)}"
+        return f"{line}  {left}" if left else line
     line = f"{sender_name(client, message)}  {clock}  {body(message)}"
     if message.direction == "out":
         line += f"  {STATUS_MARKS.get(message.status, message.status)}"

@@ -8,7 +8,8 @@ Failures are :mod:`veil.client.errors`.
 """
 
 from veil.client.attachments import AttachmentInvalidError, AttachmentTooLargeError
-from veil.client.calls import Call, CallEndedError, IncomingCall
+from veil.client.call_history import describe_call
+from veil.client.calls_call import Call, CallEndedError, IncomingCall
 from veil.client.client import CaughtUp, Client, ClientEvent, SendResult
 from veil.client.errors import ClientError, ServerError, TransportError
 from veil.client.timers import describe_timer, parse_timer
@@ -50,6 +51,7 @@ __all__ = [
     "TimerChanged",
     "TransportError",
     "TypingChanged",
+    "describe_call",
     "describe_timer",
     "parse_timer",
 ]

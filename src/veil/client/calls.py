@@ -37,7 +37,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from aiortc import (
@@ -50,12 +49,12 @@ from aiortc import (
 from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
-from veil.client.calls_call import Call, CallEndedError, CallState
+from veil.client.calls_call import Call, CallEndedError, CallState, IncomingCall
 from veil.client.calls_media import PatternSource, Switch, ToneSource
 from veil.client.errors import ClientError
 from veil.core import content as payload
 from veil.core.call_signal import CallSignal
-from veil.engine import CallSignalReceived
+from veil.engine import CallSignalReceived, EndedCall, StoreError
 
 if TYPE_CHECKING:
     from veil.client.client import Client, SendResult
@@ -71,37 +70,6 @@ MEDIA_TIMEOUT_S: Final = 10.0
 """An answered call that has not connected by then ends (``connect_timeout``)."""
 CLOSE_GRACE_S: Final = 2.0
 """When the peer's connection closes, how long to wait for its ``hangup`` (and its reason)."""
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class IncomingCall:
-    """Another device is calling this one: :meth:`accept` or :meth:`reject` (an event of
-    :meth:`~veil.client.Client.events`; the call is ``ringing`` until then)."""
-
-    call: Call
-    caller: str
-    """The caller's account id."""
-    caller_device: int
-    audio: bool
-    video: bool
-    request: bool
-    """The caller is not an accepted contact (it rings in the message requests)."""
-
-    async def accept(
-        self,
-        *,
-        audio: bool = True,
-        video: bool = True,
-        audio_source: MediaStreamTrack | None = None,
-        video_source: MediaStreamTrack | None = None,
-    ) -> Call:
-        """Answer: send what the caller offered (audio, video) that ``audio``/``video``
-        allow; sources default to a 660 Hz tone and a blue test pattern."""
-        await self.call._manager.accept(self.call, audio, video, audio_source, video_source)
-        return self.call
-
-    async def reject(self) -> None:
-        await self.call._manager.reject(self.call)
 
 
 class CallManager:
@@ -220,8 +188,11 @@ class CallManager:
                 return
             call = Call(self, s.call_id, sender, "incoming", s.audio, s.video, device)
             call._offer_sdp = s.sdp
+            call.request = event.request
             if self.active():
-                call.state, call.end_reason, call.ended_by = "ended", "busy", "local"
+                call.end_reason, call.ended_by = "busy", "local"
+                self._log(call)  # a missed call: this device was in another one
+                call._set("ended")
                 self.calls[s.call_id] = call
                 self._spawn(self._quietly(self._signal(call, "busy")))
                 return
@@ -361,6 +332,8 @@ class CallManager:
         if call.state == "ended":
             return
         call.end_reason, call.ended_by = reason, by
+        call.ended_at = time.monotonic()
+        self._log(call)  # before the state changes: whoever waits for "ended" finds the line
         call._set("ended")
         self._disarm(call)
         if notify:
@@ -377,6 +350,27 @@ class CallManager:
         if recorder is not None:
             with contextlib.suppress(Exception):  # the file is as complete as it got
                 await recorder.stop()
+
+    def _log(self, call: Call) -> None:
+        """Write the call's line in its conversation (:mod:`veil.engine.call_log`)."""
+        assert call.end_reason is not None and call.ended_by is not None
+        ended = EndedCall(
+            call_id=call.call_id,
+            peer=call.peer,
+            peer_device=call.peer_device,
+            direction=call.direction,
+            video=call.video,
+            started_ms=call.started_ms,
+            end_reason=call.end_reason,
+            ended_by=call.ended_by,
+            answered=call.answered_at is not None,
+            duration_ms=call.duration_ms,
+            request=call.request,
+        )
+        try:
+            call.log_entry = self._client.engine.record_call(ended)
+        except (ClientError, StoreError) as exc:  # e.g. the client is closing
+            log.warning("a call was not logged: %s", exc)
 
     def _arm(self, call: Call, delay: float, reason: str) -> None:
         self._disarm(call)

@@ -1,4 +1,6 @@
-"""The call object of :mod:`veil.client.calls`: its state, media sinks and controls."""
+"""The call object of :mod:`veil.client.calls`: its state, media sinks and controls, and
+the incoming-call event. Importing this module loads neither aiortc nor PyAV (``import
+veil.client`` stays light); they load when a call is placed or answered."""
 
 from __future__ import annotations
 
@@ -9,19 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
-from aiortc import RTCPeerConnection
-from aiortc.contrib.media import MediaRecorder, MediaRelay
-from aiortc.stats import (
-    RTCInboundRtpStreamStats,
-    RTCOutboundRtpStreamStats,
-    RTCRemoteInboundRtpStreamStats,
-)
-
-from veil.client.calls_media import AudioSink, Switch, VideoSink
 from veil.client.errors import ClientError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # aiortc and PyAV load with the first call, not with the SDK
+    from aiortc import RTCPeerConnection
+    from aiortc.contrib.media import MediaRecorder, MediaRelay
+    from aiortc.mediastreams import MediaStreamTrack
+
     from veil.client.calls import CallManager
+    from veil.client.calls_media import Switch
+    from veil.engine import MessageRecord
 
 CallState = Literal["dialing", "ringing", "connecting", "connected", "ended"]
 _ORDER: Final[dict[str, int]] = {
@@ -58,6 +57,37 @@ class CallEndedError(ClientError):
         self.reason = reason
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class IncomingCall:
+    """Another device is calling this one: :meth:`accept` or :meth:`reject` (an event of
+    :meth:`~veil.client.Client.events`; the call is ``ringing`` until then)."""
+
+    call: Call
+    caller: str
+    """The caller's account id."""
+    caller_device: int
+    audio: bool
+    video: bool
+    request: bool
+    """The caller is not an accepted contact (it rings in the message requests)."""
+
+    async def accept(
+        self,
+        *,
+        audio: bool = True,
+        video: bool = True,
+        audio_source: MediaStreamTrack | None = None,
+        video_source: MediaStreamTrack | None = None,
+    ) -> Call:
+        """Answer: send what the caller offered (audio, video) that ``audio``/``video``
+        allow; sources default to a 660 Hz tone and a blue test pattern."""
+        await self.call._manager.accept(self.call, audio, video, audio_source, video_source)
+        return self.call
+
+    async def reject(self) -> None:
+        await self.call._manager.reject(self.call)
+
+
 class Call:
     """One 1:1 call, outgoing or incoming (its states: see :mod:`veil.client.calls`)."""
 
@@ -81,10 +111,21 @@ class Call:
         self.state: CallState = "dialing" if direction == "outgoing" else "ringing"
         self.end_reason: str | None = None
         self.ended_by: Literal["local", "peer"] | None = None
+        from veil.client.calls_media import AudioSink, VideoSink  # noqa: PLC0415 - see above
+
         self.audio_in = AudioSink()
         self.video_in = VideoSink()
         self.started_at = time.monotonic()
+        self.started_ms = manager._client.now_ms()
+        """Wall-clock time (the client's clock) the call was placed, or began ringing here."""
         self.connected_at: float | None = None
+        self.answered_at: float | None = None
+        """``time.monotonic()`` when it was answered (here, or by the peer)."""
+        self.ended_at: float | None = None
+        self.request = False
+        """An incoming call from a message request (or a stranger)."""
+        self.log_entry: MessageRecord | None = None
+        """The call-log line written when it ended (None before, or if none was kept)."""
         self._manager = manager
         self._changed = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -108,6 +149,14 @@ class Call:
         if self.connected_at is None:
             return None
         return round((self.connected_at - self.started_at) * 1000)
+
+    @property
+    def duration_ms(self) -> int | None:
+        """How long it has been (or was) connected; None if it never connected."""
+        if self.connected_at is None:
+            return None
+        end = time.monotonic() if self.ended_at is None else self.ended_at
+        return round((end - self.connected_at) * 1000)
 
     @property
     def audio_frames_received(self) -> int:
@@ -142,6 +191,12 @@ class Call:
         pc = self._pc
         if pc is None:
             return CallStats()
+        from aiortc.stats import (  # noqa: PLC0415 - aiortc is loaded once a call exists
+            RTCInboundRtpStreamStats,
+            RTCOutboundRtpStreamStats,
+            RTCRemoteInboundRtpStreamStats,
+        )
+
         report = await pc.getStats()
         sent = received = lost = 0
         rtts: list[float] = []
@@ -175,7 +230,11 @@ class Call:
         if state == self.state:
             return
         self.state = state
-        if state == "connected":
+        if state == "connecting":
+            self.answered_at = time.monotonic()
+        elif state == "connected":
             self.connected_at = time.monotonic()
+        elif state == "ended" and self.ended_at is None:
+            self.ended_at = time.monotonic()
         self._changed.set()
         self._changed = asyncio.Event()

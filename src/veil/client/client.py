@@ -27,12 +27,10 @@ import time
 from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
-
-from aiortc.mediastreams import MediaStreamTrack
+from typing import TYPE_CHECKING, Any, Final
 
 from veil.client import attachments, convert
-from veil.client.calls import Call, CallManager, IncomingCall
+from veil.client.calls_call import Call, IncomingCall
 from veil.client.closing import AsyncClosing
 from veil.client.connection import Connection
 from veil.client.credentials import Credentials
@@ -69,6 +67,11 @@ from veil.engine.keys import new_identity, new_registration_id
 from veil.wire.accounts import DeviceInfo, RegisterRequest
 from veil.wire.messages import Deliver, KeysLow, QueueEmpty, SendRequest
 from veil.wire.provisioning import LinkRequest
+
+if TYPE_CHECKING:  # aiortc loads with the first call (see the ``calls`` property)
+    from aiortc.mediastreams import MediaStreamTrack
+
+    from veil.client.calls import CallManager
 
 log = logging.getLogger("veil.client")
 
@@ -159,8 +162,17 @@ class Client(ConversationRules, AsyncClosing):
         self._own_checked = -OWN_DEVICES_RECHECK_S
         self._resets: dict[tuple[str, int], float] = {}
         self._notices: list[Event] = []  # learned while sending; given out by events()
-        self.calls = CallManager(self)
-        """This device's calls (:mod:`veil.client.calls`)."""
+        self._calls: CallManager | None = None
+
+    @property
+    def calls(self) -> CallManager:
+        """This device's calls (:mod:`veil.client.calls`). Created on first use, which loads
+        aiortc and PyAV: a client that never calls (or is called) never imports them."""
+        if self._calls is None:
+            from veil.client.calls import CallManager  # noqa: PLC0415 - see above
+
+            self._calls = CallManager(self)
+        return self._calls
 
     # --- life cycle -----------------------------------------------------------------------
     def _enter(self) -> None:
@@ -188,7 +200,8 @@ class Client(ConversationRules, AsyncClosing):
 
     async def close(self) -> None:
         """Hang up, finish background work, close the connection and the store."""
-        await self.calls.close()
+        if self._calls is not None:
+            await self._calls.close()
         await self.settle()
         if self._connection is not None:
             await self._connection.close()
@@ -677,7 +690,7 @@ class Client(ConversationRules, AsyncClosing):
                         await self._learn(event)
                         self._after(event)
                         yield event
-                        for incoming in self.calls.take_incoming():
+                        for incoming in self._take_incoming():
                             yield incoming
                         recovered = await self._recover(event)
                         if recovered is not None:
@@ -692,6 +705,10 @@ class Client(ConversationRules, AsyncClosing):
             await connection.close()
             if self._connection is connection:
                 self._connection = None
+
+    def _take_incoming(self) -> list[IncomingCall]:
+        """Calls that began ringing (none if call support never started)."""
+        return [] if self._calls is None else self._calls.take_incoming()
 
     async def receive(self, timeout: float = 0.0) -> list[ClientEvent]:
         """Everything queued, then whatever comes within ``timeout`` seconds of quiet."""

@@ -14,6 +14,7 @@ from veil.engine.attachments import (
     open_attachment,
     seal_attachment,
 )
+from veil.engine.call_log import EndedCall, call_outcome
 from veil.engine.engine import Engine, OutgoingCopy, TrustMode
 from veil.engine.events import (
     CallSignalReceived,
@@ -38,7 +39,9 @@ from veil.engine.keys import (
     new_account_keys,
 )
 from veil.store import (
+    CALL_OUTCOMES,
     AccountRecord,
+    CallLog,
     Contact,
     ConversationSummary,
     DeviceStore,
@@ -49,7 +52,9 @@ from veil.store import (
 )
 
 __all__ = [
+    "CALL_OUTCOMES",
     "AccountRecord",
+    "CallLog",
     "CallSignalReceived",
     "Contact",
     "ConversationChanged",
@@ -57,6 +62,7 @@ __all__ = [
     "DecryptFailure",
     "DeviceAdded",
     "DeviceStore",
+    "EndedCall",
     "Engine",
     "Event",
     "Fingerprint",
@@ -81,6 +87,7 @@ __all__ = [
     "TypingChanged",
     "blob_size",
     "bundle",
+    "call_outcome",
     "new_account_keys",
     "open_attachment",
     "seal_attachment",

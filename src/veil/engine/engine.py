@@ -42,6 +42,7 @@ from veil.core.signal.pqxdh import PreKeyBundle
 from veil.core.signal.record import deserialize_record, serialize_record
 from veil.core.signal.state import SessionRecord
 from veil.core.signal.wire import PREKEY_TYPE, WHISPER_TYPE
+from veil.engine.call_log import EndedCall, record_call
 from veil.engine.events import (
     DecryptFailure,
     DeviceAdded,
@@ -415,6 +416,11 @@ class Engine:
         ][-limit:]
 
     # --- outgoing bookkeeping -------------------------------------------------------------
+    def record_call(self, call: EndedCall) -> MessageRecord | None:
+        """Write the call-log line of a call that ended (:mod:`veil.engine.call_log`)."""
+        account = self.account
+        return record_call(self.store, (account.account_id, account.device_id), call, self.now_ms())
+
     def record_sent(
         self, conversation: str, content: payload.Content, server_ms: int | None, status: str
     ) -> None:

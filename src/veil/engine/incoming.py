@@ -171,7 +171,8 @@ class Applier:
             started = content.typing.started
             return [TypingChanged(sender, envelope.sender_device_id, started, envelope.envelope_id)]
         if content.call is not None:
-            request = self.store.settings(sender).state == "request"
+            settings = self.store.settings(sender)  # a first call rings where a message would
+            request = settings.state == "request" if settings.known else envelope.request
             return [
                 CallSignalReceived(
                     sender,

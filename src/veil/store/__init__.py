@@ -10,7 +10,9 @@ from __future__ import annotations
 from veil.store.device_store import DeviceStore
 from veil.store.errors import StoreError
 from veil.store.records import (
+    CALL_OUTCOMES,
     AccountRecord,
+    CallLog,
     Contact,
     ConversationSettings,
     ConversationSummary,
@@ -20,7 +22,9 @@ from veil.store.records import (
 )
 
 __all__ = [
+    "CALL_OUTCOMES",
     "AccountRecord",
+    "CallLog",
     "Contact",
     "ConversationSettings",
     "ConversationSummary",

@@ -21,11 +21,14 @@ from typing import Final
 from veil.store.base import Row, StoreBase
 from veil.store.errors import StoreError
 from veil.store.records import (
+    CALL_MEDIA,
+    CALL_OUTCOMES,
     CONVERSATION_STATES,
     DIRECTIONS,
     IN_STATUSES,
     MESSAGE_KINDS,
     OUT_STATUSES,
+    CallLog,
     ConversationSummary,
     MessageRecord,
 )
@@ -35,28 +38,31 @@ _INSERT: Final = (
     "INSERT INTO messages (conversation, message_id, direction, sender_account_id,"
     " sender_device_id, sent_ms,"
     " server_ms, received_ms, text, attachment, attachment_path, status, kind,"
-    " expire_timer_s, expire_at_ms, franking, sort_ms)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " expire_timer_s, expire_at_ms, franking, call_media, call_outcome, call_end_reason,"
+    " call_duration_ms, sort_ms)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (conversation, sender_account_id, message_id) DO NOTHING"
 )
 _BY_ID: Final = (
     "SELECT conversation, message_id, direction, sender_account_id, sender_device_id, sent_ms,"
     " server_ms, received_ms, text, attachment, attachment_path, status, kind,"
-    " expire_timer_s, expire_at_ms, franking"
-    " FROM messages WHERE conversation = ? AND message_id = ?"
+    " expire_timer_s, expire_at_ms, franking, call_media, call_outcome, call_end_reason,"
+    " call_duration_ms FROM messages WHERE conversation = ? AND message_id = ?"
     " ORDER BY seq DESC LIMIT 1"
 )
 # The latest `limit` rows (optionally before a timeline position), returned oldest first.
 _PAGE: Final = (
     "SELECT conversation, message_id, direction, sender_account_id, sender_device_id, sent_ms,"
     " server_ms, received_ms, text, attachment, attachment_path, status, kind,"
-    " expire_timer_s, expire_at_ms, franking FROM ("
+    " expire_timer_s, expire_at_ms, franking, call_media, call_outcome, call_end_reason,"
+    " call_duration_ms FROM ("
     " SELECT * FROM messages WHERE conversation = ? AND (? IS NULL OR sort_ms < ?)"
     " ORDER BY sort_ms DESC, seq DESC LIMIT ?) ORDER BY sort_ms, seq"
 )
+# Read receipts name messages only: a call-log line is this device's own note.
 _UNREAD_IDS: Final = (
     "SELECT message_id FROM messages"
-    " WHERE conversation = ? AND direction = 'in' AND status = 'received'"
+    " WHERE conversation = ? AND direction = 'in' AND status = 'received' AND kind = 'message'"
     " ORDER BY sort_ms, seq"
 )
 _MARK_READ: Final = (
@@ -114,7 +120,9 @@ def status_may_change(direction: str, old: str, new: str) -> bool:
 
 def _record(row: Row) -> MessageRecord:
     conversation, message_id, direction, sender, device, sent, server, received = row[:8]
-    text, attachment, path, status, kind, timer, expire_at, franking = row[8:]
+    text, attachment, path, status, kind, timer, expire_at, franking = row[8:16]
+    media, outcome, end_reason, duration = row[16:]
+    call = None if media is None else CallLog(media, outcome, end_reason, duration)
     return MessageRecord(
         conversation,
         bytes(message_id),
@@ -132,6 +140,7 @@ def _record(row: Row) -> MessageRecord:
         int(timer),
         expire_at,
         None if franking is None else bytes(franking),
+        call,
     )
 
 
@@ -147,6 +156,16 @@ def _check_message(message: MessageRecord) -> None:
         raise StoreError(f"unknown message kind {message.kind!r}")
     if message.expire_timer_s < 0:
         raise StoreError("a message timer cannot be negative")
+    if (message.kind == "call") != (message.call is not None):
+        raise StoreError("a call-log line (kind 'call') and only one carries call details")
+    call = message.call
+    if call is not None:
+        if call.media not in CALL_MEDIA:
+            raise StoreError(f"unknown call media {call.media!r}")
+        if call.outcome not in CALL_OUTCOMES:
+            raise StoreError(f"unknown call outcome {call.outcome!r}")
+        if call.duration_ms is not None and call.duration_ms < 0:
+            raise StoreError("a call duration cannot be negative")
 
 
 def _check_relative(path: str) -> None:
@@ -191,6 +210,10 @@ class MessageStore(StoreBase):
                 m.expire_timer_s,
                 m.expire_at_ms,
                 None if m.franking is None else bytes(m.franking),
+                None if m.call is None else m.call.media,
+                None if m.call is None else m.call.outcome,
+                None if m.call is None else m.call.end_reason,
+                None if m.call is None else m.call.duration_ms,
                 sort_ms,
             ),
         )
@@ -267,8 +290,9 @@ class MessageStore(StoreBase):
         ]
 
     def mark_read(self, conversation: str, now_ms: int = 0) -> list[bytes]:
-        """Mark the conversation's unread incoming messages read and start their disappearing
-        timers at ``now_ms``; return their ids, in order."""
+        """Mark the conversation's unread incoming messages (and missed-call lines) read and
+        start their disappearing timers at ``now_ms``; return the ids of the messages among
+        them, in order (what a read receipt names: a call-log line is this device's own)."""
 
         def work(conn: sqlite3.Connection) -> list[bytes]:
             rows = self._sql(conn, _UNREAD_IDS, (conversation,)).fetchall()

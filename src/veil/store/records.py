@@ -65,6 +65,38 @@ class Contact:
     username: str
 
 
+CALL_MEDIA: Final = ("audio", "video")
+CALL_OUTCOMES: Final = (
+    "completed",
+    "missed",
+    "declined",
+    "busy",
+    "no_answer",
+    "cancelled",
+    "answered_elsewhere",
+    "failed",
+)
+"""How a call ended, as the call log shows it: it connected (``completed``); an incoming
+call rang here unanswered (``missed``, also when this device was busy), was declined, or was
+taken on another of our devices (``answered_elsewhere``); an outgoing call was declined, met
+only busy devices (``busy``), rang out (``no_answer``) or was hung up before an answer
+(``cancelled``); or it was answered but never connected (``failed``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallLog:
+    """What a call-log line (a message of kind ``"call"``) records about the call."""
+
+    media: str
+    """``"video"`` if video was offered, else ``"audio"`` (:data:`CALL_MEDIA`)."""
+    outcome: str
+    """One of :data:`CALL_OUTCOMES`."""
+    end_reason: str
+    """The call's own end reason (``hangup``, ``timeout``, ``peer_lost``, ...)."""
+    duration_ms: int | None = None
+    """How long it was connected (None: it never connected)."""
+
+
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
     """One message of a 1:1 conversation, sent or received.
@@ -89,13 +121,16 @@ class MessageRecord:
     attachment_path: str | None
     status: str
     kind: str = "message"
-    """``"message"``, or ``"timer"``: a line "the timer is now ``expire_timer_s``"."""
+    """``"message"``; ``"timer"``: a line "the timer is now ``expire_timer_s``"; ``"call"``:
+    a call-log line (``call`` says how it went; ``message_id`` is the call id)."""
     expire_timer_s: int = 0
     """The message's disappearing timer (0: it stays)."""
     expire_at_ms: int | None = None
     """When it disappears from this device (None: not counting, or no timer)."""
     franking: bytes | None = None
     """Evidence to report a received message (opaque to the store; see the engine)."""
+    call: CallLog | None = None
+    """For a call-log line (kind ``"call"``): the call's media, outcome and duration."""
 
     def __repr__(self) -> str:
         """Every field but the private ones (text, attachment pointer, file path): lengths."""
@@ -108,7 +143,8 @@ class MessageRecord:
             f" text={_hidden(self.text)}, attachment={_hidden(self.attachment)},"
             f" attachment_path={_hidden(self.attachment_path)}, status={self.status!r},"
             f" kind={self.kind!r}, expire_timer_s={self.expire_timer_s!r},"
-            f" expire_at_ms={self.expire_at_ms!r}, franking={_hidden(self.franking)})"
+            f" expire_at_ms={self.expire_at_ms!r}, franking={_hidden(self.franking)},"
+            f" call={self.call!r})"
         )
 
 
@@ -138,7 +174,7 @@ class ConversationSummary:
 
 
 CONVERSATION_STATES: Final = ("accepted", "request")
-MESSAGE_KINDS: Final = ("message", "timer")
+MESSAGE_KINDS: Final = ("message", "timer", "call")
 
 
 @dataclass(frozen=True, slots=True)

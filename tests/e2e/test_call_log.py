@@ -1,0 +1,254 @@
+"""The call log: every call leaves a line in its conversation on each device that saw it
+(``veil.engine.call_log``), through a real ``veil server`` and real aiortc calls on loopback.
+
+The lines are message rows of kind ``call``: the SDK's history (``client.messages``), ``veil
+inbox NAME`` and ``veil chat`` show them; they follow the conversation's disappearing timer,
+the message-request rules and blocks like any message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from veil.client import CallEndedError, Client, describe_call
+from veil.engine import MessageRecord
+
+from .conftest import People, VeilServer, linked, veil_cli
+from .test_calls import Pump, connect, loopback_only, pumps, until  # noqa: F401 (fixtures)
+
+
+def calls_of(client: Client, peer: Client) -> list[MessageRecord]:
+    return [m for m in client.messages(peer.account.account_id) if m.kind == "call"]
+
+
+class FakeClock:
+    """Milliseconds the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = int(time.time() * 1000)
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * 1000)
+
+
+async def test_a_connected_call_is_logged_with_its_duration_on_both_sides(
+    people: People,
+    pumps: tuple[Pump, Pump],  # noqa: F811 (the fixture imported above)
+) -> None:
+    alice, bob = people.alice, people.bob
+    before = alice.now_ms()
+    call, answered = await connect(people, pumps, video=True)
+    await asyncio.sleep(1.2)
+    await call.end()
+    await answered.wait_for("ended", 10)
+    [mine] = calls_of(alice, bob)
+    assert (mine.message_id, mine.direction, mine.status) == (call.call_id, "out", "sent")
+    assert mine.sender_account_id == alice.account.account_id
+    assert mine.call is not None
+    assert (mine.call.media, mine.call.outcome, mine.call.end_reason) == (
+        "video", "completed", "hangup",
+    )  # fmt: skip
+    assert mine.call.duration_ms is not None and 1000 <= mine.call.duration_ms < 10_000
+    assert before <= mine.sent_ms <= alice.now_ms()
+    assert describe_call(mine) == "Outgoing video call, 0:01"
+    assert call.log_entry == mine  # written before the call said "ended"
+    [theirs] = calls_of(bob, alice)
+    assert (theirs.direction, theirs.status, theirs.message_id) == ("in", "read", call.call_id)
+    assert theirs.call is not None and theirs.call.outcome == "completed"
+    assert describe_call(theirs).startswith("Incoming video call, 0:0")
+    assert (theirs.expire_timer_s, theirs.expire_at_ms) == (0, None)
+
+
+async def test_a_cancelled_call_is_missed_on_the_callee_and_unread_until_seen(
+    people: People,
+    pumps: tuple[Pump, Pump],  # noqa: F811 (the fixture imported above)
+) -> None:
+    alice, bob = people.alice, people.bob
+    call = await alice.call("bob")
+    incoming = await pumps[1].incoming()
+    await call.wait_for("ringing", 10)
+    await call.end()  # Alice gives up while it rings
+    await incoming.call.wait_for("ended", 10)
+    [mine] = calls_of(alice, bob)
+    assert mine.call is not None and mine.call.outcome == "cancelled"
+    assert describe_call(mine) == "Outgoing voice call, cancelled"
+    [missed] = calls_of(bob, alice)
+    assert missed.call is not None
+    assert (missed.call.outcome, missed.call.end_reason, missed.call.duration_ms) == (
+        "missed", "hangup", None,
+    )  # fmt: skip
+    assert (missed.direction, missed.status) == ("in", "received")
+    assert describe_call(missed) == "Missed voice call"
+    [summary] = bob.conversations()
+    assert summary.unread == 1  # a missed call counts as unread
+    # Seeing it marks it read, but no read receipt names it: Alice's line stays "sent".
+    assert await bob.mark_read(alice.account.account_id) == 0
+    assert calls_of(bob, alice)[0].status == "read"
+    await bob.settle()
+    await asyncio.sleep(0.5)
+    assert calls_of(alice, bob)[0].status == "sent"
+
+
+async def test_declined_no_answer_and_busy_are_logged(
+    people: People,
+    pumps: tuple[Pump, Pump],  # noqa: F811 (the fixture imported above)
+) -> None:
+    alice, bob = people.alice, people.bob
+    declined = await alice.call("bob", video=True)
+    incoming = await pumps[1].incoming()
+    await incoming.reject()
+    await declined.wait_for("ended", 10)
+    # While a second call rings, a third meets a busy device.
+    alice.calls.ring_timeout_s = 2.0
+    unanswered = await alice.call("bob")
+    ringing = await pumps[1].incoming()
+    busy = await alice.call("bob")
+    with pytest.raises(CallEndedError, match="busy"):
+        await busy.wait_for("connected", 10)
+    await unanswered.wait_for("ended", 10)
+    await ringing.call.wait_for("ended", 10)
+    by_id = {m.message_id: m for m in calls_of(alice, bob)}
+    assert [describe_call(by_id[c.call_id]) for c in (declined, unanswered, busy)] == [
+        "Outgoing video call, declined",
+        "Outgoing voice call, no answer",
+        "Outgoing voice call, busy",
+    ]
+    by_id = {m.message_id: m for m in calls_of(bob, alice)}
+    assert [describe_call(by_id[c.call_id]) for c in (declined, unanswered, busy)] == [
+        "Incoming video call, declined",
+        "Missed voice call",
+        "Missed voice call (you were on another call)",
+    ]
+    # `veil inbox NAME` shows them, in text and as JSON (each process reads the profile).
+    shown = veil_cli(bob.profile, "inbox", "alice", "--no-read").stdout.splitlines()
+    assert [line.split(" ", 2)[2] for line in shown] == [
+        "Incoming video call, declined",
+        "Missed voice call",
+        "Missed voice call (you were on another call)",
+    ]
+    assert all(line.startswith("☎ ") for line in shown)
+    lines = veil_cli(alice.profile, "inbox", "bob", "--json").stdout.splitlines()
+    first = json.loads(lines[0])
+    assert {k: first[k] for k in ("type", "id", "direction", "media", "outcome")} == {
+        "type": "call",
+        "id": declined.call_id.hex(),
+        "direction": "out",
+        "media": "video",
+        "outcome": "declined",
+    }
+    assert (first["end_reason"], first["duration_s"], first["from"]) == ("rejected", None, "alice")
+    assert first["text"] == "Outgoing video call, declined"
+
+
+async def test_call_lines_follow_the_disappearing_timer(people: People) -> None:
+    """The conversation's timer applies: the caller's line counts from the end of the call,
+    the callee's missed call from when it is read (like a received message)."""
+    alice_clock, bob_clock = FakeClock(), FakeClock()
+    async with (
+        Client(people.alice.profile, now_ms=alice_clock) as alice,
+        Client(people.bob.profile, now_ms=bob_clock) as bob,
+    ):
+        alice_pump, bob_pump = Pump(alice), Pump(bob)
+        try:
+            alice_id = alice.account.account_id
+            await alice.set_timer("bob", 30)
+            await until(lambda: bob.timer(alice_id) == 30, what="the timer at bob")
+            call = await alice.call("bob")
+            incoming = await bob_pump.incoming()
+            await call.end()
+            await incoming.call.wait_for("ended", 10)
+            [mine] = calls_of(alice, bob)
+            assert (mine.expire_timer_s, mine.expire_at_ms) == (30, alice_clock.now + 30_000)
+            [missed] = calls_of(bob, alice)
+            assert (missed.expire_timer_s, missed.expire_at_ms) == (30, None)  # not read yet
+            alice_clock.advance(29)
+            assert alice.expire() == 0
+            alice_clock.advance(2)
+            assert alice.expire() == 1
+            assert calls_of(alice, bob) == []
+            bob_clock.advance(3600)  # unread: still there an hour later
+            assert bob.expire() == 0 and len(calls_of(bob, alice)) == 1
+            await bob.mark_read(alice_id)
+            assert calls_of(bob, alice)[0].expire_at_ms == bob_clock.now + 30_000
+            bob_clock.advance(31)
+            assert bob.expire() == 1
+            assert calls_of(bob, alice) == []
+        finally:
+            await alice.calls.close()
+            await bob.calls.close()
+            await alice_pump.stop()
+            await bob_pump.stop()
+
+
+async def test_a_blocked_caller_leaves_no_line(
+    people: People,
+    pumps: tuple[Pump, Pump],  # noqa: F811 (the fixture imported above)
+) -> None:
+    """A call that was ringing when Bob blocked Alice ends without a line on Bob's device
+    (and later calls never reach him)."""
+    alice, bob = people.alice, people.bob
+    call = await alice.call("bob")
+    incoming = await pumps[1].incoming()
+    await bob.block("alice")
+    await incoming.reject()
+    await call.wait_for("ended", 10)
+    assert calls_of(bob, alice) == []
+    assert [m.call.outcome for m in calls_of(alice, bob) if m.call] == ["declined"]
+
+
+async def test_a_strangers_call_lands_in_the_message_requests(
+    people: People, veil_server: VeilServer, tmp_path: Path
+) -> None:
+    carol = await Client.register(tmp_path / "carol", veil_server.url, "carol")
+    carol_pump, bob_pump = Pump(carol), Pump(people.bob)
+    try:
+        call = await carol.call("bob")
+        incoming = await bob_pump.incoming()
+        assert incoming.request
+        await call.end()
+        await incoming.call.wait_for("ended", 10)
+        [request] = people.bob.requests()
+        assert request.conversation == carol.account.account_id and request.unread == 1
+        [line] = calls_of(people.bob, carol)
+        assert describe_call(line) == "Missed voice call"
+        [mine] = carol.conversations()  # the caller started an accepted conversation
+        assert mine.state == "accepted"
+    finally:
+        await carol.calls.close()
+        await people.bob.calls.close()
+        await carol_pump.stop()
+        await bob_pump.stop()
+        await carol.close()
+
+
+async def test_a_call_taken_on_another_device_says_so(people: People, tmp_path: Path) -> None:
+    bob2 = await linked(people.bob, tmp_path / "bob2", people.server.url)
+    alice, bob1, second = Pump(people.alice), Pump(people.bob), Pump(bob2)
+    try:
+        await people.alice.send("bob", "hi")  # Alice learns Bob's second device
+        call = await people.alice.call("bob")
+        ringing1, ringing2 = await bob1.incoming(), await second.incoming()
+        answered = await ringing2.accept()
+        await call.wait_for("connected", 15)
+        await ringing1.call.wait_for("ended", 10)
+        await call.end()
+        await answered.wait_for("ended", 10)
+        [elsewhere] = calls_of(people.bob, people.alice)
+        assert describe_call(elsewhere) == "Incoming voice call, answered on another device"
+        assert elsewhere.status == "read"  # nothing to catch up on
+        [taken] = calls_of(bob2, people.alice)
+        assert taken.call is not None and taken.call.outcome == "completed"
+    finally:
+        for client in (people.alice, people.bob, bob2):
+            await client.calls.close()
+        for pump in (alice, bob1, second):
+            await pump.stop()
+        await bob2.close()
