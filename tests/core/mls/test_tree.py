@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from veil.core.errors import DecodeError, LocalError
 from veil.core.mls import tree_math as tm
 from veil.core.mls.errors import ValidationError
-from veil.core.mls.structs.common import Capabilities, Credential, LeafNodeSource, Lifetime
+from veil.core.mls.structs.common import Capabilities, Credential, LeafNodeSource
 from veil.core.mls.structs.tree import LeafNode, Node, ParentNode, encode_ratchet_tree
 from veil.core.mls.suite import suite
 from veil.core.mls.tree import RatchetTree
@@ -31,24 +31,16 @@ from veil.core.mls.tree_validate import (
 from veil.core.mls.treekem import create_update_path
 from veil.core.rng import Rng, seeded_rng
 
+from .helpers import signed_leaf
+
 CS = suite(1)
 GROUP = b"group-id"
 
 
 def make_leaf(rng: Rng, name: bytes) -> tuple[LeafNode, bytes]:
     """A KeyPackage-source leaf with a real signature; returns it and its signing key."""
-    _, enc_pub = CS.derive_key_pair(rng(32))
-    sig_priv, sig_pub = CS.generate_signature_key(rng)
-    leaf = LeafNode(
-        encryption_key=enc_pub,
-        signature_key=sig_pub,
-        credential=Credential.basic(name),
-        capabilities=Capabilities(cipher_suites=(1,), credentials=(1,)),
-        leaf_node_source=LeafNodeSource.KEY_PACKAGE,
-        lifetime=Lifetime(0, 2**64 - 1),
-    )
-    signature = CS.sign_with_label(sig_priv, b"LeafNodeTBS", leaf.tbs(), rng)
-    return replace(leaf, signature=signature), sig_priv
+    leaf, _, sig_priv = signed_leaf(rng, name, CS)
+    return leaf, sig_priv
 
 
 def parent(key: bytes, unmerged: tuple[int, ...] = ()) -> ParentNode:
@@ -334,16 +326,18 @@ _POOL = [make_leaf(seeded_rng(b"pool"), b"p")[0]]
 _OPS = st.lists(st.tuples(st.booleans(), st.integers(0, 15)), max_size=30)
 
 
+def _apply_op(tree: RatchetTree, add: bool, k: int, pool: list[LeafNode]) -> RatchetTree:
+    """Add a pool leaf, or remove the k-th member (never the last one)."""
+    members = [i for i, _ in tree.leaves()]
+    if add or len(members) == 1:
+        return tree.add_leaf(pool[k % len(pool)])[0]
+    return tree.remove_leaf(members[k % len(members)])
+
+
 def _run_ops(ops: list[tuple[bool, int]], pool: list[LeafNode]) -> list[RatchetTree]:
-    tree = RatchetTree.single(pool[0])
-    trees = [tree]
+    trees = [RatchetTree.single(pool[0])]
     for add, k in ops:
-        members = [i for i, _ in tree.leaves()]
-        if add or len(members) == 1:
-            tree = tree.add_leaf(pool[k % len(pool)])[0]
-        else:
-            tree = tree.remove_leaf(members[k % len(members)])
-        trees.append(tree)
+        trees.append(_apply_op(trees[-1], add, k, pool))
     return trees
 
 
@@ -410,11 +404,7 @@ def test_property_memoised_hashes_match_a_fresh_tree(
     tree = RatchetTree.single(_POOL[0])
     tree_hash(tree, CS)
     for add, k in ops:
-        members = [i for i, _ in tree.leaves()]
-        if add or len(members) == 1:
-            tree = tree.add_leaf(_POOL[k % len(_POOL)])[0]
-        else:
-            tree = tree.remove_leaf(members[k % len(members)])
+        tree = _apply_op(tree, add, k, _POOL)
         for x in parents:
             if x < tree.width and x % 2 == 1:
                 tree = tree.replace({x: ParentNode(bytes([x]) * 32, b"", ())})

@@ -15,11 +15,8 @@ from veil.core.errors import LocalError
 from veil.core.mls import tree_math as tm
 from veil.core.mls.errors import MlsDecryptError, ValidationError
 from veil.core.mls.structs.common import (
-    Capabilities,
-    Credential,
     HPKECiphertext,
     LeafNodeSource,
-    Lifetime,
 )
 from veil.core.mls.structs.tree import LeafNode, UpdatePath, UpdatePathNode
 from veil.core.mls.suite import suite
@@ -35,6 +32,8 @@ from veil.core.mls.treekem import (
 )
 from veil.core.rng import Rng, seeded_rng
 
+from .helpers import signed_leaf
+
 CS = suite(1)
 GROUP = b"treekem group"
 
@@ -49,34 +48,19 @@ class Member:
     sig: bytes
 
 
-def new_member(rng: Rng, name: bytes) -> tuple[LeafNode, bytes, bytes]:
-    enc_priv, enc_pub = CS.derive_key_pair(rng(32))
-    sig_priv, sig_pub = CS.generate_signature_key(rng)
-    leaf = LeafNode(
-        encryption_key=enc_pub,
-        signature_key=sig_pub,
-        credential=Credential.basic(name),
-        capabilities=Capabilities(cipher_suites=(1,), credentials=(1,)),
-        leaf_node_source=LeafNodeSource.KEY_PACKAGE,
-        lifetime=Lifetime(0, 2**64 - 1),
-    )
-    signature = CS.sign_with_label(sig_priv, b"LeafNodeTBS", leaf.tbs(), rng)
-    return replace(leaf, signature=signature), enc_priv, sig_priv
-
-
 class Group:
     """A toy group: one shared public tree and every member's private keys."""
 
     def __init__(self, rng: Rng) -> None:
         self.rng = rng
         self.count = 0
-        leaf, enc, sig = new_member(rng, b"m0")
+        leaf, enc, sig = signed_leaf(rng, b"m0", CS)
         self.tree = RatchetTree.single(leaf)
         self.members = {0: Member(TreeKeys.for_leaf(0, enc), sig)}
 
     def add(self) -> int:
         self.count += 1
-        leaf, enc, sig = new_member(self.rng, b"m%d" % self.count)
+        leaf, enc, sig = signed_leaf(self.rng, b"m%d" % self.count, CS)
         self.tree, index = self.tree.add_leaf(leaf)
         self.members[index] = Member(TreeKeys.for_leaf(index, enc), sig)
         return index

@@ -11,58 +11,39 @@ one GroupSecrets) are chained in their order::
 with ``PSKLabel = struct { PreSharedKeyID id; uint16 index; uint16 count; }``.
 
 The id is taken as its encoding (bytes) or as any struct with ``encode(w)`` (such as
-``structs.proposals.PreSharedKeyID``), so this module does not depend on the structs.
-:func:`external_psk_id` and :func:`resumption_psk_id` encode the two id forms from plain values.
+``structs.proposals.PreSharedKeyID``). :func:`external_psk_id` and :func:`resumption_psk_id`
+encode the two id forms from plain values (through ``PreSharedKeyID``, the one encoder).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum
 
 from veil.core.errors import LocalError
 from veil.core.mls.codec import Struct, Writer, encode
+from veil.core.mls.structs.proposals import PreSharedKeyID, PSKType, ResumptionPSKUsage
 from veil.core.mls.suite import CipherSuite
 
 MAX_PSKS = 0xFFFF
 
+PskType = PSKType
+"""PSKType (§8.4): the one enum of ``structs.proposals``, under this module's name."""
 
-class PskType(IntEnum):
-    """PSKType (§8.4)."""
-
-    EXTERNAL = 1
-    RESUMPTION = 2
-
-
-class ResumptionUsage(IntEnum):
-    """ResumptionPSKUsage (§8.4)."""
-
-    APPLICATION = 1
-    REINIT = 2
-    BRANCH = 3
+ResumptionUsage = ResumptionPSKUsage
+"""ResumptionPSKUsage (§8.4): the one enum of ``structs.proposals``, under this module's name."""
 
 
 def external_psk_id(psk_id: bytes, psk_nonce: bytes) -> bytes:
     """The encoding of an external PreSharedKeyID."""
-    w = Writer()
-    w.u8(PskType.EXTERNAL)
-    w.opaque(psk_id)
-    w.opaque(psk_nonce)
-    return w.getvalue()
+    return PreSharedKeyID.external(psk_id, psk_nonce).to_bytes()
 
 
 def resumption_psk_id(
     usage: ResumptionUsage, psk_group_id: bytes, psk_epoch: int, psk_nonce: bytes
 ) -> bytes:
     """The encoding of a resumption PreSharedKeyID."""
-    w = Writer()
-    w.u8(PskType.RESUMPTION)
-    w.u8(usage)
-    w.opaque(psk_group_id)
-    w.u64(psk_epoch)
-    w.opaque(psk_nonce)
-    return w.getvalue()
+    return PreSharedKeyID.resumption(usage, psk_group_id, psk_epoch, psk_nonce).to_bytes()
 
 
 @dataclass(frozen=True, slots=True)

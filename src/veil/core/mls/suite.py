@@ -279,43 +279,20 @@ _P256 = _ECDSA(ec.SECP256R1, hashes.SHA256, P256_ORDER, 32)
 _P384 = _ECDSA(ec.SECP384R1, hashes.SHA384, P384_ORDER, 48)
 _P521 = _ECDSA(ec.SECP521R1, hashes.SHA512, P521_ORDER, 66)
 
+# id, name, HPKE (KEM, KDF, AEAD ids), hash, signature scheme (§17.1)
+_SUITE_TABLE: tuple[tuple[int, str, tuple[int, int, int], str, _SignatureScheme], ...] = (
+    (1, "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519", (0x20, 1, 1), "sha256", _ED25519),
+    (2, "MLS_128_DHKEMP256_AES128GCM_SHA256_P256", (0x10, 1, 1), "sha256", _P256),
+    (3, "MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519", (0x20, 1, 3), "sha256", _ED25519),
+    (4, "MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448", (0x21, 3, 2), "sha512", _ED448),
+    (5, "MLS_256_DHKEMP521_AES256GCM_SHA512_P521", (0x12, 3, 2), "sha512", _P521),
+    (6, "MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448", (0x21, 3, 3), "sha512", _ED448),
+    (7, "MLS_256_DHKEMP384_AES256GCM_SHA384_P384", (0x11, 2, 2), "sha384", _P384),
+)
+
 SUITES: dict[int, CipherSuite] = {
-    s.id: s
-    for s in (
-        CipherSuite(
-            1,
-            "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519",
-            hpke_suite(0x20, 1, 1),
-            "sha256",
-            _ED25519,
-        ),
-        CipherSuite(
-            2, "MLS_128_DHKEMP256_AES128GCM_SHA256_P256", hpke_suite(0x10, 1, 1), "sha256", _P256
-        ),
-        CipherSuite(
-            3,
-            "MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519",
-            hpke_suite(0x20, 1, 3),
-            "sha256",
-            _ED25519,
-        ),
-        CipherSuite(
-            4, "MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448", hpke_suite(0x21, 3, 2), "sha512", _ED448
-        ),
-        CipherSuite(
-            5, "MLS_256_DHKEMP521_AES256GCM_SHA512_P521", hpke_suite(0x12, 3, 2), "sha512", _P521
-        ),
-        CipherSuite(
-            6,
-            "MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448",
-            hpke_suite(0x21, 3, 3),
-            "sha512",
-            _ED448,
-        ),
-        CipherSuite(
-            7, "MLS_256_DHKEMP384_AES256GCM_SHA384_P384", hpke_suite(0x11, 2, 2), "sha384", _P384
-        ),
-    )
+    suite_id: CipherSuite(suite_id, name, hpke_suite(*hpke_ids), hash_name, signature)
+    for suite_id, name, hpke_ids, hash_name, signature in _SUITE_TABLE
 }
 
 

@@ -41,6 +41,30 @@ class WireStruct:
         return decode_all(data, cls.decode, cls.__name__)
 
 
+class SignedWireStruct(WireStruct):
+    """Mixin: a struct whose encoding is its to-be-signed part, then ``opaque signature<V>``.
+
+    The struct writes the TBS part in ``_encode_tbs(w)`` and has a ``signature`` field;
+    this gives ``tbs()`` and ``encode(w)`` (KeyPackage, GroupInfo).
+    """
+
+    __slots__ = ()
+    signature: bytes
+
+    def _encode_tbs(self, w: Writer) -> None:  # pragma: no cover - every struct overrides it
+        raise NotImplementedError
+
+    def tbs(self) -> bytes:
+        """The to-be-signed encoding: every field but the signature."""
+        w = Writer()
+        self._encode_tbs(w)
+        return w.getvalue()
+
+    def encode(self, w: Writer) -> None:
+        self._encode_tbs(w)
+        w.opaque(self.signature)
+
+
 def open_enum(enum: type[E], value: int) -> int:
     """The enum member for ``value`` if known, else the bare int (extensible registries)."""
     try:

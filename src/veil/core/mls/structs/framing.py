@@ -20,6 +20,7 @@ from veil.core.errors import DecodeError, LocalError, UnsupportedVersionError
 from veil.core.mls.codec import Reader, Writer, decode_all
 from veil.core.mls.structs._base import WireStruct, closed_enum
 from veil.core.mls.structs.commit import Commit
+from veil.core.mls.structs.common import ProtocolVersion
 from veil.core.mls.structs.group import GroupContext, GroupInfo, Welcome
 from veil.core.mls.structs.key_package import KeyPackage
 from veil.core.mls.structs.proposals import Proposal
@@ -52,7 +53,7 @@ class SenderType(IntEnum):
     NEW_MEMBER_COMMIT = 4
 
 
-MLS10 = 1
+MLS10 = ProtocolVersion.MLS10
 Content = bytes | Proposal | Commit
 
 
@@ -171,6 +172,12 @@ class FramedContentAuthData:
             raise DecodeError("confirmation_tag must be present exactly for commits")
 
 
+def _read_framed(r: Reader) -> tuple[FramedContent, FramedContentAuthData]:
+    """A FramedContent, then the auth data whose layout its content type decides."""
+    content = FramedContent.decode(r)
+    return content, FramedContentAuthData.read(r, content.content_type)
+
+
 def framed_content_tbs(
     wire_format: WireFormat, content: FramedContent, context: GroupContext | None
 ) -> bytes:
@@ -203,8 +210,8 @@ class AuthenticatedContent(WireStruct):
     @classmethod
     def decode(cls, r: Reader) -> Self:
         wire_format = closed_enum(r, 2, WireFormat, "wire_format")
-        content = FramedContent.decode(r)
-        return cls(wire_format, content, FramedContentAuthData.read(r, content.content_type))
+        content, auth = _read_framed(r)
+        return cls(wire_format, content, auth)
 
     def tbs(self, context: GroupContext | None) -> bytes:
         """The FramedContentTBS that ``auth.signature`` signs (label "FramedContentTBS")."""
@@ -249,8 +256,7 @@ class PublicMessage(WireStruct):
 
     @classmethod
     def decode(cls, r: Reader) -> Self:
-        content = FramedContent.decode(r)
-        auth = FramedContentAuthData.read(r, content.content_type)
+        content, auth = _read_framed(r)
         tag = None
         if content.sender.sender_type == SenderType.MEMBER:
             tag = r.opaque("membership_tag")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Self
 
 from veil.core.mls.codec import Reader, Writer
-from veil.core.mls.structs._base import WireStruct, open_enum, read_structs
+from veil.core.mls.structs._base import SignedWireStruct, WireStruct, open_enum, read_structs
 from veil.core.mls.structs.common import (
     Extension,
     HPKECiphertext,
@@ -58,7 +58,7 @@ class GroupContext(WireStruct):
 
 
 @dataclass(frozen=True, slots=True)
-class GroupInfo(WireStruct):
+class GroupInfo(SignedWireStruct):
     """§12.4.3: GroupContext, extensions, confirmation tag, signer leaf and signature."""
 
     group_context: GroupContext
@@ -68,20 +68,11 @@ class GroupInfo(WireStruct):
     signature: bytes = b""
 
     def _encode_tbs(self, w: Writer) -> None:
+        """GroupInfoTBS (signed with label "GroupInfoTBS")."""
         self.group_context.encode(w)
         write_extensions(w, self.extensions)
         w.opaque(self.confirmation_tag)
         w.u32(self.signer)
-
-    def tbs(self) -> bytes:
-        """The GroupInfoTBS encoding (signed with label "GroupInfoTBS")."""
-        w = Writer()
-        self._encode_tbs(w)
-        return w.getvalue()
-
-    def encode(self, w: Writer) -> None:
-        self._encode_tbs(w)
-        w.opaque(self.signature)
 
     @classmethod
     def decode(cls, r: Reader) -> Self:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Self
 
 from veil.core.mls.codec import Reader, Writer
-from veil.core.mls.structs._base import RefHasher, WireStruct, open_enum
+from veil.core.mls.structs._base import RefHasher, SignedWireStruct, open_enum
 from veil.core.mls.structs.common import (
     Extension,
     ProtocolVersion,
@@ -24,7 +24,7 @@ KEY_PACKAGE_REF_LABEL = b"MLS 1.0 KeyPackage Reference"
 
 
 @dataclass(frozen=True, slots=True)
-class KeyPackage(WireStruct):
+class KeyPackage(SignedWireStruct):
     """§10: version, cipher suite, HPKE init key, leaf node, extensions, signature."""
 
     version: int
@@ -35,21 +35,12 @@ class KeyPackage(WireStruct):
     signature: bytes = b""
 
     def _encode_tbs(self, w: Writer) -> None:
+        """KeyPackageTBS, which ``signature`` covers (label "KeyPackageTBS")."""
         w.u16(self.version)
         w.u16(self.cipher_suite)
         w.opaque(self.init_key)
         self.leaf_node.encode(w)
         write_extensions(w, self.extensions)
-
-    def tbs(self) -> bytes:
-        """The KeyPackageTBS encoding that ``signature`` covers (label "KeyPackageTBS")."""
-        w = Writer()
-        self._encode_tbs(w)
-        return w.getvalue()
-
-    def encode(self, w: Writer) -> None:
-        self._encode_tbs(w)
-        w.opaque(self.signature)
 
     def ref(self, suite: RefHasher) -> bytes:
         """KeyPackageRef (§5.2): RefHash("MLS 1.0 KeyPackage Reference", KeyPackage)."""

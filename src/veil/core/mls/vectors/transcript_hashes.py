@@ -15,18 +15,14 @@ from __future__ import annotations
 import hmac
 
 from veil.core.mls import transcript
-from veil.core.mls.errors import UnsupportedSuiteError
 from veil.core.mls.structs.commit import Commit
 from veil.core.mls.structs.framing import AuthenticatedContent
-from veil.core.mls.suite import suite
-from veil.core.mls.vectors import Case, Skip
+from veil.core.mls.vectors import Case
+from veil.core.mls.vectors._util import suite_of
 
 
 def check(case: Case) -> None:
-    try:
-        cs = suite(int(case["cipher_suite"]))
-    except UnsupportedSuiteError as exc:
-        raise Skip(f"cipher suite {case['cipher_suite']} not supported: {exc}") from None
+    cs = suite_of(case)
     data = bytes.fromhex(case["authenticated_content"])
     ac = AuthenticatedContent.from_bytes(data)
     assert ac.to_bytes() == data, "AuthenticatedContent re-encoding differs"

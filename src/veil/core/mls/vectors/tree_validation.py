@@ -11,25 +11,18 @@ pass Veil's other join-time checks (unmerged leaves, unique keys).
 
 from __future__ import annotations
 
-from veil.core.mls.errors import UnsupportedSuiteError
-from veil.core.mls.suite import CipherSuite, suite
 from veil.core.mls.tree import RatchetTree
 from veil.core.mls.tree_hash import tree_hashes
 from veil.core.mls.tree_validate import validate_tree
-from veil.core.mls.vectors import Case, Skip
+from veil.core.mls.vectors import Case
+from veil.core.mls.vectors._util import suite_of
 
-
-def load_suite(case: Case) -> CipherSuite:
-    """The case's cipher suite, or Skip when Veil does not implement it."""
-    n = int(case["cipher_suite"])
-    try:
-        return suite(n)
-    except UnsupportedSuiteError as exc:
-        raise Skip(f"cipher suite {n} not supported: {exc}") from None
+load_suite = suite_of
+"""The case's cipher suite, or Skip when Veil does not implement it (``_util.suite_of``)."""
 
 
 def check(case: Case) -> None:
-    cs = load_suite(case)
+    cs = suite_of(case)
     tree = RatchetTree.from_bytes(bytes.fromhex(case["tree"]))
     assert tree.width == len(case["tree_hashes"]), "node count"
     assert tree.to_bytes().hex() == case["tree"], "re-serialization"
