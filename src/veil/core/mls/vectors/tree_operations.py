@@ -14,7 +14,7 @@ from veil.core.mls.structs.proposals import Add, Proposal, Remove, Update
 from veil.core.mls.tree import RatchetTree
 from veil.core.mls.tree_hash import tree_hash
 from veil.core.mls.vectors import Case
-from veil.core.mls.vectors.tree_validation import load_suite
+from veil.core.mls.vectors._util import suite_of
 
 
 def apply(tree: RatchetTree, proposal: Proposal, sender: int) -> RatchetTree:
@@ -30,7 +30,7 @@ def apply(tree: RatchetTree, proposal: Proposal, sender: int) -> RatchetTree:
 
 
 def check(case: Case) -> None:
-    cs = load_suite(case)
+    cs = suite_of(case)
     before = RatchetTree.from_bytes(bytes.fromhex(case["tree_before"]))
     assert tree_hash(before, cs).hex() == case["tree_hash_before"], "tree hash before"
     proposal = Proposal.from_bytes(bytes.fromhex(case["proposal"]))

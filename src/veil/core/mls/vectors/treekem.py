@@ -27,7 +27,7 @@ from veil.core.mls.tree import RatchetTree
 from veil.core.mls.tree_hash import tree_hash
 from veil.core.mls.treekem import ContextFor, TreeKeys, apply_update_path, create_update_path
 from veil.core.mls.vectors import Case
-from veil.core.mls.vectors.tree_validation import load_suite
+from veil.core.mls.vectors._util import suite_of
 from veil.core.rng import seeded_rng
 
 
@@ -95,7 +95,7 @@ def _check_own_path(
 
 
 def check(case: Case) -> None:
-    cs = load_suite(case)
+    cs = suite_of(case)
     tree = RatchetTree.from_bytes(bytes.fromhex(case["ratchet_tree"]))
     keys = {int(p["index"]): _load_keys(tree, cs, p) for p in case["leaves_private"]}
     for up in case["update_paths"]:
