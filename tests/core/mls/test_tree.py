@@ -409,3 +409,13 @@ def test_property_memoised_hashes_match_a_fresh_tree(
             if x < tree.width and x % 2 == 1:
                 tree = tree.replace({x: ParentNode(bytes([x]) * 32, b"", ())})
         assert tree_hashes(tree, CS) == tree_hashes(RatchetTree(tree.nodes), CS)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_OPS)
+def test_property_blank_subtree_means_empty_resolution(ops: list[tuple[bool, int]]) -> None:
+    tree = RatchetTree.single(_POOL[0])
+    for add, k in ops:
+        tree = _apply_op(tree, add, k, _POOL)
+        for x in range(tree.width):
+            assert tree.subtree_is_blank(x) == (tree.resolution(x) == [])

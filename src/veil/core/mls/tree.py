@@ -168,6 +168,13 @@ class RatchetTree:
             return [] if x // 2 in exclude else [x]
         return [x] + [tm.leaf_node(i) for i in value.unmerged_leaves if i not in exclude]
 
+    def subtree_is_blank(self, x: int) -> bool:
+        """Whether every node under ``x`` (``x`` included) is blank, i.e. its resolution is
+        empty (one C-level count over the subtree's slice of the array)."""
+        half = (1 << tm.level(x)) - 1
+        span = self.nodes[x - half : x + half + 1]
+        return span.count(None) == len(span)
+
     def filtered_path(self, leaf_index: int) -> list[tuple[int, int]]:
         """``(node, copath child)`` for each node of the leaf's filtered direct path (§4.1.2),
         from the leaf upwards: a direct-path node is dropped when its copath child has an
@@ -178,7 +185,7 @@ class RatchetTree:
         out: list[tuple[int, int]] = []
         for child in [x, *tm.direct_path(x, n)][:-1]:
             sibling = tm.sibling(child, n)
-            if self.resolution(sibling):
+            if not self.subtree_is_blank(sibling):
                 out.append((tm.parent(child, n), sibling))
         return out
 
