@@ -27,7 +27,7 @@ from veil.core.mls.group_epoch import (
     signed_group_info,
 )
 from veil.core.mls.group_frame import own_content, protect
-from veil.core.mls.group_state import GroupState, new_epoch_state, prune_keys
+from veil.core.mls.group_state import GroupState, next_state, prune_keys
 from veil.core.mls.proposals_validate import Applied, ProposalItem, apply_proposals
 from veil.core.mls.structs.commit import Commit
 from veil.core.mls.structs.framing import (
@@ -154,18 +154,7 @@ def commit(
     tag = secrets.confirmation_tag(context.confirmed_transcript_hash)
     ac = replace(ac, auth=FramedContentAuthData(ac.auth.signature, tag))
     message, current = protect(state, ac, rng)
-    new_state = new_epoch_state(
-        s,
-        context,
-        tree,
-        state.own_leaf,
-        keys,
-        state.signature_priv,
-        secrets,
-        tag,
-        state.resumption_psks,
-    )
-    new_state = replace(new_state, reinit=applied.reinit)
+    new_state = next_state(state, context, tree, keys, secrets, tag, applied.reinit)
     info = signed_group_info(new_state, rng, with_tree=True, with_external_pub=external_pub)
     welcome = _welcome(new_state, applied, created, info, psk, ratchet_tree_in_welcome, rng)
     staged = StagedCommit(me, tuple(items), applied, new_state)

@@ -27,7 +27,7 @@ from veil.core.mls.group_frame import Received, unframe
 from veil.core.mls.group_state import (
     CachedProposal,
     GroupState,
-    new_epoch_state,
+    next_state,
     prune_keys,
     with_proposal,
 )
@@ -230,16 +230,5 @@ def _finish(
     tag = ac.auth.confirmation_tag or b""
     if not hmac.compare_digest(secrets.confirmation_tag(context.confirmed_transcript_hash), tag):
         raise ValidationError("RFC9420-12.4.2-confirmation-tag")
-    new_state = new_epoch_state(
-        s,
-        context,
-        tree,
-        state.own_leaf,
-        keys,
-        state.signature_priv,
-        secrets,
-        tag,
-        state.resumption_psks,
-    )
-    new_state = replace(new_state, reinit=applied.reinit)
+    new_state = next_state(state, context, tree, keys, secrets, tag, applied.reinit)
     return StagedCommit(ac.content.sender, items, applied, new_state)

@@ -179,6 +179,30 @@ def new_epoch_state(
     )
 
 
+def next_state(
+    state: GroupState,
+    context: GroupContext,
+    tree: RatchetTree,
+    keys: TreeKeys,
+    secrets: EpochSecrets,
+    confirmation_tag: bytes,
+    reinit: ReInit | None,
+) -> GroupState:
+    """The member's state in the epoch a Commit starts (sent or received, §12.4)."""
+    new = new_epoch_state(
+        state.suite,
+        context,
+        tree,
+        state.own_leaf,
+        keys,
+        state.signature_priv,
+        secrets,
+        confirmation_tag,
+        state.resumption_psks,
+    )
+    return replace(new, reinit=reinit)
+
+
 def prune_keys(keys: TreeKeys, tree: RatchetTree) -> TreeKeys:
     """Forget private keys of nodes that are now blank or outside the tree (§7.5 deletion)."""
     gone = [x for x in keys.private_keys if x >= tree.width or tree.nodes[x] is None]
