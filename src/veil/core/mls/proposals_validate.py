@@ -144,8 +144,19 @@ def _supports_extensions(leaf: LeafNode, extensions: Sequence[Extension]) -> boo
     )
 
 
+MAX_LIFETIME_S = 90 * 86400
+"""Veil's maximum total lifetime of a LeafNode (§7.2: "Applications MUST define a maximum
+total lifetime ... and reject any LeafNode where the total lifetime is longer"). It is part of
+the time policy, so, like the lifetime itself, it is checked when the caller passes ``now``
+(other implementations publish KeyPackages valid for 0 .. 2^64-1, as the official vectors
+do; a caller that must accept those passes no time)."""
+
+
 def _alive(lifetime: Lifetime | None, now: int) -> bool:
-    return lifetime is None or lifetime.not_before <= now <= lifetime.not_after
+    return lifetime is None or (
+        lifetime.not_before <= now <= lifetime.not_after
+        and lifetime.not_after - lifetime.not_before <= MAX_LIFETIME_S
+    )
 
 
 def validate_group_leaf(
@@ -193,8 +204,10 @@ def validate_key_package(
 
 def check_context_extensions(tree: RatchetTree, extensions: Sequence[Extension]) -> None:
     """§12.1.7, §11.1: every member supports the group's extensions and required
-    capabilities."""
+    capabilities; the extensions Veil interprets (required_capabilities, external_senders,
+    §12.1.8.1) must parse, so a malformed one is refused when it is set, not when used."""
     required = required_capabilities(extensions)
+    external_senders(extensions)
     for index, leaf in tree.leaves():
         if not _supports(leaf, required):
             raise _fail("RFC9420-12.1.7-required-capabilities", f"leaf {index}")
