@@ -42,6 +42,7 @@ from veil.core.mls.structs.framing import (
     SenderType,
     WireFormat,
 )
+from veil.core.mls.structs.group import GroupSecrets
 from veil.core.mls.structs.proposals import (
     Add,
     ExternalInit,
@@ -52,6 +53,7 @@ from veil.core.mls.structs.proposals import (
     Remove,
     Update,
 )
+from veil.core.mls.welcome import seal_welcome
 from veil.core.rng import Rng
 
 from .test_group import (
@@ -375,3 +377,29 @@ def test_RFC9420_12_4_3_2_no_reference(rng: Rng) -> None:
         "RFC9420-12.4.3.2-no-reference", alice, lambda: g.process_commit(alice, message)
     )
     assert g.process_commit(alice, genuine).applied is not None  # the genuine one is fine
+
+
+def test_RFC9420_12_4_3_1_own_leaf(rng: Rng) -> None:
+    """A malicious committer seals a genuine, signed GroupInfo to a KeyPackage of bob's that
+    it never added: bob finds no leaf of his in the tree and refuses to join."""
+    alice = founder(rng)
+    sig, _ = S.generate_signature_key(rng)
+    added = g.create_key_package(SUITE, Credential.basic(b"bob"), sig, LIFETIME, rng)
+    other = g.create_key_package(SUITE, Credential.basic(b"bob"), sig, LIFETIME, rng)
+    result = g.commit(alice, rng, [Proposal(Add(added.key_package))])
+    state = g.merge(result.staged)
+    secrets = GroupSecrets(state.epoch_secrets.joiner_secret, None, ())
+    welcome = seal_welcome(
+        S,
+        result.group_info,
+        state.epoch_secrets.joiner_secret,
+        bytes(S.nh),
+        [(other.key_package, secrets)],
+        rng,
+    )
+    with pytest.raises(ValidationError) as info:
+        g.join_welcome(welcome, other)
+    assert info.value.requirement == "RFC9420-12.4.3.1-own-leaf"
+    assert g.join_welcome(welcome_of(result), added).epoch_authenticator == (
+        state.epoch_authenticator
+    )
