@@ -205,3 +205,32 @@ def test_context_repr_hides_keys(rng: Rng) -> None:
 def test_aead_table_sizes() -> None:
     assert (AEADS[1].nk, AEADS[2].nk, AEADS[3].nk) == (16, 32, 32)
     assert all(AEADS[i].nn == 12 for i in (1, 2, 3))
+
+
+def test_nist_private_key_shorter_than_nsk_is_the_same_scalar(rng: Rng) -> None:
+    """RFC 9180 §7.1.2: a P-521 scalar whose top byte is zero may be stored in 65 bytes;
+    DeserializePrivateKey reads it as the same integer (SerializePrivateKey stays Nsk)."""
+    kem = KEMS[0x12]
+    while True:
+        sk, pk = kem.derive_key_pair(rng(66))
+        if sk[0] == 0:
+            break
+    assert len(sk) == 66
+    short = sk[1:]
+    assert kem.public_key(short) == pk == kem.public_key(sk)
+    suite = hpke_suite(0x12, 3, 2)
+    enc, ct = suite.seal_base(pk, b"info", b"aad", b"msg", rng)
+    assert suite.open_base(enc, short, b"info", b"aad", ct) == b"msg"
+    assert kem.public_key(sk.lstrip(b"\0")) == pk  # any shorter encoding of the integer
+
+
+def test_nist_private_key_longer_than_nsk_or_out_of_range_is_refused(rng: Rng) -> None:
+    kem = KEMS[0x12]
+    sk, _ = kem.derive_key_pair(rng(66))
+    with pytest.raises(InvalidKeyError):
+        kem.public_key(b"\0" + sk)  # 67 bytes, even with a zero on top
+    for bad in (b"", b"\0", bytes(65), hpke.P521_ORDER.to_bytes(66, "big")):
+        with pytest.raises(InvalidKeyError):
+            kem.public_key(bad)
+    with pytest.raises(InvalidKeyError):
+        KEMS[0x10].public_key((hpke.P256_ORDER + 1).to_bytes(33, "big"))

@@ -177,3 +177,21 @@ def test_property_any_delivery_order(order: list[int], duplicates: list[int], le
         assert (got.key, got.nonce) == (sent[gen].key, sent[gen].nonce)
         seen.add(gen)
     assert not receiver.ratchet(leaf, APP).skipped
+
+
+def test_copies_share_ratchets_until_written_both_ways() -> None:
+    """Copy on write: after a copy, a ratchet used by either side is copied first, so
+    neither the original nor the copy sees the other's progress or consumed keys."""
+    tree = SecretTree(S1, ROOT, 8)
+    tree.key_for(5, APP, 4)  # generations 0-3 skipped and kept
+    work = tree.copy()
+    assert tree.key_for(5, APP, 1).generation == 1  # the original moves first
+    assert work.key_for(5, APP, 1).generation == 1  # the copy still has generation 1
+    assert sorted(work.ratchet(5, APP).skipped) == [0, 2, 3]
+    assert sorted(tree.ratchet(5, APP).skipped) == [0, 2, 3]
+    third = work.copy()
+    work.key_for(5, APP, 9)
+    assert third.ratchet(5, APP).generation == 5 and work.ratchet(5, APP).generation == 10
+    with pytest.raises(ValidationError):
+        work.key_for(5, APP, 1)  # consumed in the copy...
+    assert third.key_for(5, APP, 2).generation == 2  # ...and still in its own copy

@@ -20,12 +20,13 @@ from veil.core.mls.structs.common import (
 )
 from veil.core.mls.structs.tree import LeafNode, UpdatePath, UpdatePathNode
 from veil.core.mls.suite import suite
-from veil.core.mls.tree import RatchetTree
+from veil.core.mls.tree import RatchetTree, TreeIndex
 from veil.core.mls.tree_hash import path_parent_hashes, tree_hash
 from veil.core.mls.tree_validate import validate_tree
 from veil.core.mls.treekem import (
     CreatedPath,
     TreeKeys,
+    apply_external_update_path,
     apply_update_path,
     create_update_path,
     keys_from_path_secret,
@@ -331,6 +332,18 @@ _STEPS = st.lists(
 )
 
 
+def _resolution(tree: RatchetTree, x: int) -> list[int]:
+    """§4.1.1, literally (the reference for RatchetTree.resolution's fast path)."""
+    value = tree.nodes[x]
+    if value is None:
+        if tm.level(x) == 0:
+            return []
+        return _resolution(tree, tm.left(x)) + _resolution(tree, tm.right(x))
+    if isinstance(value, LeafNode):
+        return [x]
+    return [x] + [tm.leaf_node(i) for i in value.unmerged_leaves]
+
+
 @settings(max_examples=25, deadline=None)
 @given(_STEPS)
 def test_property_random_history_keeps_members_in_agreement(
@@ -347,6 +360,84 @@ def test_property_random_history_keeps_members_in_agreement(
             g.commit(members[k % len(members)])
         assert RatchetTree.from_bytes(g.tree.to_bytes()) == g.tree
         validate_tree(g.tree, CS, GROUP)
+        # the index carried along the history equals one built from scratch
+        assert g.tree.index == TreeIndex.build(g.tree.nodes)
+        for x in range(g.tree.width):
+            assert g.tree.resolution(x) == _resolution(g.tree, x)
     for index, m in g.members.items():  # every private key matches the public tree
         for x, priv in m.keys.private_keys.items():
             assert CS.hpke_public(priv) == g.tree.encryption_key(x), (index, x)
+
+
+# --- external committers (§12.4.3.2): the path brings the committer's leaf ----------------
+
+
+def _external_path(g: Group) -> tuple[int, CreatedPath, bytes]:
+    """A joiner's path over ``g.tree``: its leaf added as by an Add, then a full path."""
+    leaf, _, sig = signed_leaf(g.rng, b"joiner", CS)
+    with_leaf, index = g.tree.add_leaf(leaf)
+    created = create_update_path(with_leaf, CS, index, sig, GROUP, context_for, g.rng)
+    return index, created, sig
+
+
+def test_external_path_adds_the_committers_leaf_and_shares_its_secret(group: Group) -> None:
+    group.remove(3)  # a blank leaf in the middle: the joiner must take it
+    index, created, _ = _external_path(group)
+    assert index == 3
+    for j, member in group.members.items():
+        got_index, got = apply_external_update_path(
+            group.tree, CS, created.update_path, GROUP, context_for, member.keys
+        )
+        assert got_index == index
+        assert got.tree == created.tree
+        assert got.commit_secret == created.commit_secret
+        assert got.keys is not None and got.keys.leaf_index == j
+    public = apply_external_update_path(group.tree, CS, created.update_path, GROUP, context_for)
+    assert public[1].tree == created.tree and public[1].keys is None
+    validate_tree(created.tree, CS, GROUP, tree_hash(created.tree, CS))
+
+
+def test_external_path_extends_a_full_tree(group: Group) -> None:
+    group.add()
+    group.add()  # 8 leaves, none blank
+    index, created, _ = _external_path(group)
+    assert index == 8 and group.tree.n_leaves == 8
+    got_index, got = apply_external_update_path(
+        group.tree, CS, created.update_path, GROUP, context_for, group.members[0].keys
+    )
+    assert got_index == 8 and got.tree == created.tree and got.tree.n_leaves == 16
+    assert got.commit_secret == created.commit_secret
+
+
+def test_RFC9420_12_4_2_unique_keys_external(group: Group) -> None:
+    _, created, _ = _external_path(group)
+    taken = group.tree.encryption_key(tm.leaf_node(2))
+    nodes = list(created.update_path.nodes)
+    nodes[0] = replace(nodes[0], encryption_key=taken)
+    bad = replace(created.update_path, nodes=tuple(nodes))
+    with pytest.raises(ValidationError) as err:
+        apply_external_update_path(group.tree, CS, bad, GROUP, context_for)
+    assert err.value.requirement == "RFC9420-12.4.2-unique-keys"
+
+
+def test_RFC9420_7_3_unique_keys_external_signature_key(group: Group) -> None:
+    _, created, _ = _external_path(group)
+    member = group.tree.leaf_node(1)
+    assert member is not None
+    bad_leaf = replace(created.update_path.leaf_node, signature_key=member.signature_key)
+    bad = replace(created.update_path, leaf_node=bad_leaf)
+    with pytest.raises(ValidationError) as err:
+        apply_external_update_path(group.tree, CS, bad, GROUP, context_for)
+    assert err.value.requirement == "RFC9420-7.3-unique-keys"
+
+
+def test_external_path_leaf_signed_for_another_index_is_refused(group: Group) -> None:
+    group.remove(3)
+    leaf, _, sig = signed_leaf(group.rng, b"joiner", CS)
+    wide = group.tree.extend()
+    with_leaf = wide.replace({tm.leaf_node(group.tree.n_leaves): leaf})  # not leftmost blank
+    created = create_update_path(
+        with_leaf, CS, group.tree.n_leaves, sig, GROUP, context_for, group.rng
+    )
+    with pytest.raises(ValidationError):
+        apply_external_update_path(group.tree, CS, created.update_path, GROUP, context_for)

@@ -164,8 +164,12 @@ class _NistGroup:
     npk: int
 
     def _private(self, sk: bytes) -> ec.EllipticCurvePrivateKey:
+        """DeserializePrivateKey (RFC 9180 §7.1.2): the SECG octet string of a scalar in
+        [1, order-1]. SerializePrivateKey always writes Nsk bytes (see derive_private); a
+        shorter big-endian string (leading zero bytes dropped, as some P-521 keys are stored
+        with 65 bytes) denotes the same integer and is accepted; a longer one never is."""
         scalar = int.from_bytes(sk, "big")
-        if len(sk) != self.nsk or not 0 < scalar < self.order:
+        if not 0 < len(sk) <= self.nsk or not 0 < scalar < self.order:
             raise InvalidKeyError("HPKE private key is not a valid scalar")
         return ec.derive_private_key(scalar, self.curve())
 

@@ -39,7 +39,6 @@ from veil.core.mls.proposals_validate import (
     validate_group_leaf,
 )
 from veil.core.mls.structs.commit import Commit
-from veil.core.mls.structs.common import Capabilities, Credential, LeafNodeSource
 from veil.core.mls.structs.framing import (
     AuthenticatedContent,
     MLSMessage,
@@ -47,14 +46,13 @@ from veil.core.mls.structs.framing import (
     SenderType,
 )
 from veil.core.mls.structs.proposals import Proposal
-from veil.core.mls.structs.tree import LeafNode
 from veil.core.mls.tree import RatchetTree
-from veil.core.mls.treekem import TreeKeys, apply_update_path
-
-_PLACEHOLDER = LeafNode(
-    b"", b"", Credential.basic(b""), Capabilities(), LeafNodeSource.UPDATE, signature=b""
+from veil.core.mls.treekem import (
+    AppliedPath,
+    TreeKeys,
+    apply_external_update_path,
+    apply_update_path,
 )
-"""Holds the leftmost blank leaf for an external committer until its path leaf replaces it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,9 +174,7 @@ def stage_commit(
         validate_group_leaf(applied.tree, applied.extensions, leaf, replacing, now)
     if state.own_leaf in applied.removed:
         return StagedCommit(sender, items, applied, None, removed=True)
-    tree, committer_leaf = applied.tree, sender.index
-    if external:
-        tree, committer_leaf = tree.add_leaf(_PLACEHOLDER)
+    tree = applied.tree
     keys = _own_keys(state, items, applied)
     commit_secret = None
     if commit.path is not None:
@@ -186,16 +182,16 @@ def stage_commit(
         def context_for(th: bytes) -> bytes:
             return provisional_context(state, applied.extensions, th).to_bytes()
 
-        path = apply_update_path(
-            tree,
-            s,
-            committer_leaf,
-            commit.path,
-            state.group_id,
-            context_for,
-            keys,
-            exclude=[index for index, _ in applied.added],
-        )
+        path: AppliedPath
+        if external:  # the committer's leaf comes with its path (§12.4.3.2)
+            _, path = apply_external_update_path(
+                tree, s, commit.path, state.group_id, context_for, keys
+            )
+        else:
+            added = [index for index, _ in applied.added]
+            path = apply_update_path(
+                tree, s, sender.index, commit.path, state.group_id, context_for, keys, added
+            )
         assert path.keys is not None
         tree, keys, commit_secret = path.tree, path.keys, path.commit_secret
     return _finish(state, received, items, applied, tree, keys, commit_secret, psks)

@@ -170,16 +170,32 @@ def validate_group_leaf(
     supported both ways (ignoring the leaf it replaces), lifetime when ``now`` is given."""
     if not _supports(leaf, required_capabilities(extensions)):
         raise _fail("RFC9420-7.3-required-capabilities")
-    ctype = leaf.credential.credential_type
-    for index, member in tree.leaves():
-        if index == replacing:
-            continue
-        if ctype not in member.capabilities.credentials or (
-            member.credential.credential_type not in leaf.capabilities.credentials
-        ):
-            raise _fail("RFC9420-7.3-credential-supported", f"leaf {index}")
+    if not _credentials_compatible(tree, leaf, replacing):
+        ctype = leaf.credential.credential_type
+        for index, member in tree.leaves():  # only to name the leaf in the error
+            if index != replacing and (
+                ctype not in member.capabilities.credentials
+                or member.credential.credential_type not in leaf.capabilities.credentials
+            ):
+                raise _fail("RFC9420-7.3-credential-supported", f"leaf {index}")
     if now is not None and not _alive(leaf.lifetime, now):
         raise _fail("RFC9420-7.3-lifetime")
+
+
+def _credentials_compatible(tree: RatchetTree, leaf: LeafNode, replacing: int | None) -> bool:
+    """§7.3: every member but ``replacing`` supports the leaf's credential type, and the leaf
+    supports every credential type those members use (counted by the tree's index)."""
+    index = tree.index
+    members, supported = index.members, index.supported.get(leaf.credential.credential_type, 0)
+    in_use = dict(index.credential_types)
+    old = None if replacing is None or replacing >= tree.n_leaves else tree.leaf_node(replacing)
+    if old is not None:
+        members -= 1
+        supported -= leaf.credential.credential_type in old.capabilities.credentials
+        in_use[old.credential.credential_type] -= 1
+    if supported != members:
+        return False
+    return all(t in leaf.capabilities.credentials for t, count in in_use.items() if count)
 
 
 def validate_key_package(
@@ -325,15 +341,22 @@ def _check_psk_ids(items: Sequence[ProposalItem]) -> tuple[PreSharedKeyID, ...]:
 
 
 def _check_adds(tree: RatchetTree, items: Sequence[ProposalItem]) -> None:
-    removed = {i.proposal.body.removed for i in items if isinstance(i.proposal.body, Remove)}
-    existing = {leaf.signature_key for index, leaf in tree.leaves() if index not in removed}
+    adds = _of_type(items, Add)
+    if not adds:
+        return
+    removed = set()
+    for item in items:
+        if isinstance(item.proposal.body, Remove):
+            leaf = tree.leaf_node(item.proposal.body.removed)
+            if leaf is not None:
+                removed.add(leaf.signature_key)
     seen: set[bytes] = set()
-    for item in _of_type(items, Add):
+    for item in adds:
         assert isinstance(item.proposal.body, Add)
         key = item.proposal.body.key_package.leaf_node.signature_key
         if key in seen:
             raise _fail("RFC9420-12.2-duplicate-add")
-        if key in existing:
+        if tree.index.has_signature_key(key) and key not in removed:
             raise _fail("RFC9420-12.2-add-existing-member")
         seen.add(key)
 

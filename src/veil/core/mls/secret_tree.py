@@ -122,7 +122,7 @@ class HashRatchet:
 class SecretTree:
     """The secret tree of one epoch (§9) over ``n_leaves`` leaves (a power of two)."""
 
-    __slots__ = ("_nodes", "_ratchets", "max_forward", "max_skipped", "n_leaves", "suite")
+    __slots__ = ("_nodes", "_owned", "_ratchets", "max_forward", "max_skipped", "n_leaves", "suite")
 
     def __init__(
         self,
@@ -143,6 +143,8 @@ class SecretTree:
         self.max_skipped = max_skipped
         self._nodes: dict[int, bytes] = {tm.root(n_leaves): encryption_secret}
         self._ratchets: dict[tuple[int, RatchetType], HashRatchet] = {}
+        self._owned: set[tuple[int, RatchetType]] = set()
+        """Ratchets no copy shares: only these may change in place (copy on write)."""
 
     def __repr__(self) -> str:
         return (
@@ -151,14 +153,19 @@ class SecretTree:
         )
 
     def copy(self) -> SecretTree:
-        """An independent copy: work on it, keep it only on success."""
+        """An independent copy: work on it, keep it only on success.
+
+        The ratchets are shared until one side uses one (copy on write), so a copy costs two
+        dictionary copies, not a copy of every ratchet and its skipped keys."""
         other = SecretTree.__new__(SecretTree)
         other.suite = self.suite
         other.n_leaves = self.n_leaves
         other.max_forward = self.max_forward
         other.max_skipped = self.max_skipped
         other._nodes = dict(self._nodes)
-        other._ratchets = {k: r.copy() for k, r in self._ratchets.items()}
+        other._ratchets = dict(self._ratchets)
+        other._owned = set()
+        self._owned = set()  # now shared with the copy
         return other
 
     def _start_leaf(self, leaf: int) -> None:
@@ -181,14 +188,19 @@ class SecretTree:
             self._ratchets[(leaf, kind)] = HashRatchet(
                 s, root, max_forward=self.max_forward, max_skipped=self.max_skipped
             )
+            self._owned.add((leaf, kind))
 
     def ratchet(self, leaf: int, kind: RatchetType) -> HashRatchet:
         """The ratchet of ``leaf`` (started on first use)."""
         if not 0 <= leaf < self.n_leaves:
             raise ValidationError("RFC9420-6.3.2-leaf-index", f"leaf {leaf} is not in the tree")
-        if (leaf, kind) not in self._ratchets:
+        key = (leaf, kind)
+        if key not in self._ratchets:
             self._start_leaf(leaf)
-        return self._ratchets[(leaf, kind)]
+        if key not in self._owned:
+            self._ratchets[key] = self._ratchets[key].copy()
+            self._owned.add(key)
+        return self._ratchets[key]
 
     def next_key(self, leaf: int, kind: RatchetType) -> KeyNonce:
         """Our own next key/nonce as sender ``leaf``."""

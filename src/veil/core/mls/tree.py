@@ -32,9 +32,14 @@ from veil.core.mls.structs.tree import (
     decode_ratchet_tree,
     encode_ratchet_tree,
 )
+from veil.core.mls.tree_index import TreeIndex, TreeNode
 
-TreeNode = LeafNode | ParentNode
-"""What a non-blank slot of the tree holds (a leaf at even, a parent at odd indices)."""
+__all__ = ["RatchetTree", "TreeIndex", "TreeNode"]
+
+
+def _check_kind(x: int, value: TreeNode | None) -> None:
+    if value is not None and isinstance(value, LeafNode) != (x % 2 == 0):
+        raise LocalError(f"node {x} holds the wrong kind of node")
 
 
 def _is_full_width(width: int) -> bool:
@@ -49,13 +54,36 @@ class RatchetTree:
     nodes: tuple[TreeNode | None, ...]
     memo: dict[int, dict[int, bytes]] = field(default_factory=dict, compare=False, repr=False)
     """Tree hashes already computed: ``memo[suite id][node] = hash`` (see tree_hash)."""
+    _index: TreeIndex | None = field(default=None, init=False, compare=False, repr=False)
+    """Key and credential counts (see tree_index), built on first use, then carried along."""
 
     def __post_init__(self) -> None:
         if not _is_full_width(len(self.nodes)):
             raise LocalError(f"a ratchet tree has 2^(d+1)-1 nodes, not {len(self.nodes)}")
         for x, value in enumerate(self.nodes):
-            if value is not None and isinstance(value, LeafNode) != (x % 2 == 0):
-                raise LocalError(f"node {x} holds the wrong kind of node")
+            _check_kind(x, value)
+
+    @classmethod
+    def _derived(
+        cls,
+        nodes: tuple[TreeNode | None, ...],
+        memo: dict[int, dict[int, bytes]],
+        index: TreeIndex | None,
+    ) -> RatchetTree:
+        """A tree made by an operation on a valid tree (which checked what it changed)."""
+        tree = object.__new__(cls)
+        object.__setattr__(tree, "nodes", nodes)
+        object.__setattr__(tree, "memo", memo)
+        object.__setattr__(tree, "_index", index)
+        return tree
+
+    @property
+    def index(self) -> TreeIndex:
+        """Counts of keys and credential types over the nodes (built once, O(n))."""
+        if self._index is None:
+            object.__setattr__(self, "_index", TreeIndex.build(self.nodes))
+        assert self._index is not None
+        return self._index
 
     # --- construction and the wire form (§12.4.3.3) ----------------------------------------
 
@@ -149,7 +177,7 @@ class RatchetTree:
                 yield x, value
 
     def member_count(self) -> int:
-        return sum(1 for _ in self.leaves())
+        return self.index.members
 
     # --- §4.1 resolution and filtered direct path ---------------------------------------
 
@@ -161,8 +189,19 @@ class RatchetTree:
         """
         value = self.node(x)
         if value is None:
-            if tm.level(x) == 0:
+            level = tm.level(x)
+            if level == 0:
                 return []
+            half = (1 << level) - 1
+            if not any(self.nodes[x - half + 1 : x + half : 2]):
+                # No parent below x is set: the resolution is the subtree's non-blank leaves.
+                first = x - half
+                span = self.nodes[first : x + half + 1 : 2]
+                return [
+                    first + 2 * i
+                    for i, v in enumerate(span)
+                    if v is not None and (first // 2 + i) not in exclude
+                ]
             return self.resolution(tm.left(x), exclude) + self.resolution(tm.right(x), exclude)
         if isinstance(value, LeafNode):
             return [] if x // 2 in exclude else [x]
@@ -170,10 +209,10 @@ class RatchetTree:
 
     def subtree_is_blank(self, x: int) -> bool:
         """Whether every node under ``x`` (``x`` included) is blank, i.e. its resolution is
-        empty (one C-level count over the subtree's slice of the array)."""
+        empty (one C-level ``any`` over the subtree's slice of the array: nodes are truthy,
+        blanks are None)."""
         half = (1 << tm.level(x)) - 1
-        span = self.nodes[x - half : x + half + 1]
-        return span.count(None) == len(span)
+        return not any(self.nodes[x - half : x + half + 1])
 
     def filtered_path(self, leaf_index: int) -> list[tuple[int, int]]:
         """``(node, copath child)`` for each node of the leaf's filtered direct path (§4.1.2),
@@ -207,8 +246,10 @@ class RatchetTree:
         values = list(self.nodes)
         for x, value in changes.items():
             self.node(x)
+            _check_kind(x, value)
             values[x] = value
-        return RatchetTree(tuple(values), self._memo_without(changes))
+        index = None if self._index is None else self._index.changed(self.nodes, changes)
+        return RatchetTree._derived(tuple(values), self._memo_without(changes), index)
 
     def _memo_without(self, changed: Collection[int]) -> dict[int, dict[int, bytes]]:
         """The hash memo minus the changed nodes and their ancestors."""
@@ -217,9 +258,12 @@ class RatchetTree:
         n, r = self.n_leaves, self.root
         stale: set[int] = set()
         for x in changed:
-            stale.add(x)
-            if x != r:
-                stale.update(tm.direct_path(x, n))
+            y = x
+            while y not in stale:  # x and its ancestors, up to one already seen
+                stale.add(y)
+                if y == r:
+                    break
+                y = tm.parent(y, n)
         memo = {sid: hashes.copy() for sid, hashes in self.memo.items()}
         for hashes in memo.values():
             for x in stale:
@@ -234,7 +278,7 @@ class RatchetTree:
         """Double the leaf count: a new blank root over this tree and a blank right half."""
         # Every old node keeps its children, so every memoised hash stays valid.
         memo = {sid: hashes.copy() for sid, hashes in self.memo.items()}
-        return RatchetTree(self.nodes + (None,) * (len(self.nodes) + 1), memo)
+        return RatchetTree._derived(self.nodes + (None,) * (len(self.nodes) + 1), memo, self._index)
 
     def truncate(self) -> RatchetTree:
         """Drop the right half while it holds no non-blank leaf (§7.7)."""
@@ -250,7 +294,7 @@ class RatchetTree:
         memo = {
             sid: {x: h for x, h in hashes.items() if x < width} for sid, hashes in self.memo.items()
         }
-        return RatchetTree(nodes, memo)
+        return RatchetTree._derived(nodes, memo, self._index)
 
     def leftmost_blank_leaf(self) -> int | None:
         for x in range(0, len(self.nodes), 2):

@@ -83,19 +83,16 @@ def verify_leaf_signatures(tree: RatchetTree, suite: CipherSuite, group_id: byte
 
 
 def check_unique_keys(tree: RatchetTree) -> None:
-    """§7.3, §12.4.3.1: no HPKE key appears in two nodes, no signature key in two leaves."""
-    seen: set[bytes] = set()
-    for value in tree.nodes:
-        if value is None:
-            continue
-        if value.encryption_key in seen:
-            raise ValidationError("RFC9420-7.3-unique-keys", "repeated encryption key")
-        seen.add(value.encryption_key)
-    signers: set[bytes] = set()
-    for _, leaf in tree.leaves():
-        if leaf.signature_key in signers:
-            raise ValidationError("RFC9420-7.3-unique-keys", "repeated signature key")
-        signers.add(leaf.signature_key)
+    """§7.3, §12.4.3.1: no HPKE key appears in two nodes, no signature key in two leaves.
+
+    Uses the tree's index (kept up to date as the tree evolves), so it costs O(1) once the
+    index exists."""
+    index = tree.index
+    if index.repeated == 0:
+        return
+    if any(count > 1 for count in index.encryption_keys.values()):
+        raise ValidationError("RFC9420-7.3-unique-keys", "repeated encryption key")
+    raise ValidationError("RFC9420-7.3-unique-keys", "repeated signature key")
 
 
 def check_unmerged_leaves(tree: RatchetTree) -> None:

@@ -14,7 +14,9 @@ the tree with the path merged, so both directions take ``context_for(tree_hash)`
 
 :func:`create_update_path` is the committer's side; :func:`apply_update_path` validates a
 received path (length, leaf source and signature, fresh keys, parent hash), merges it and, for
-a member, decrypts its path secret and checks every derived public key. :class:`TreeKeys` holds
+a member, decrypts its path secret and checks every derived public key;
+:func:`apply_external_update_path` does the same for an external committer (§12.4.3.2), whose
+leaf the path itself brings. :class:`TreeKeys` holds
 a member's private keys; its ``repr`` shows node indices only.
 """
 
@@ -226,15 +228,17 @@ def _validate_received(
     group_id: bytes,
     path: Sequence[tuple[int, int]],
     exclude: Collection[int],
+    new_leaf: bool,
 ) -> None:
-    """The checks of §7.6 and §12.4.2 that need no private key."""
+    """The checks of §7.6 and §12.4.2 that need no private key. With ``new_leaf`` the path's
+    leaf node is already in ``tree`` at ``sender`` (an external committer, §12.4.3.2)."""
+    leaf = update_path.leaf_node
     old_leaf = tree.leaf_node(sender)
     if old_leaf is None:
         raise ValidationError("RFC9420-12.4.2-committer-leaf", f"leaf {sender} is blank")
-    leaf = update_path.leaf_node
-    validate_leaf_node(suite, leaf, group_id, sender, LeafNodeSource.COMMIT)
-    if leaf.encryption_key == old_leaf.encryption_key:
+    if not new_leaf and leaf.encryption_key == old_leaf.encryption_key:
         raise ValidationError("RFC9420-12.4.2-new-encryption-key")
+    validate_leaf_node(suite, leaf, group_id, sender, LeafNodeSource.COMMIT)
     if len(update_path.nodes) != len(path):
         raise ValidationError(
             "RFC9420-7.6-path-length",
@@ -244,8 +248,10 @@ def _validate_received(
         if len(node.encrypted_path_secret) != len(tree.resolution(s, exclude)):
             raise ValidationError("RFC9420-7.6-ciphertext-count", f"copath node {s}")
     new_keys = [leaf.encryption_key, *(n.encryption_key for n in update_path.nodes)]
-    existing = {v.encryption_key for v in tree.nodes if v is not None}
-    if len(set(new_keys)) != len(new_keys) or existing.intersection(new_keys):
+    # §12.4.2: none of the path's keys is in any node of the tree (a new leaf is there itself).
+    held = tree.index.encryption_keys
+    own = {leaf.encryption_key: 1} if new_leaf else {}
+    if len(set(new_keys)) != len(new_keys) or any(held.get(k, 0) > own.get(k, 0) for k in new_keys):
         raise ValidationError("RFC9420-12.4.2-unique-keys")
 
 
@@ -294,8 +300,45 @@ def apply_update_path(
     Raises ValidationError (see the requirement ids) or MlsDecryptError; ``tree`` and
     ``keys`` are values, so nothing changes on failure.
     """
+    return _apply(tree, suite, sender, update_path, group_id, context_for, keys, exclude, False)
+
+
+def apply_external_update_path(
+    tree: RatchetTree,
+    suite: CipherSuite,
+    update_path: UpdatePath,
+    group_id: bytes,
+    context_for: ContextFor,
+    keys: TreeKeys | None = None,
+) -> tuple[int, AppliedPath]:
+    """The UpdatePath of an external Commit (§12.4.3.2), whose committer has no leaf yet.
+
+    Its leaf node takes the leaf an Add would give it (§12.1.1: the leftmost blank leaf of
+    ``tree``, the tree with the Commit's proposals applied), then the path is validated and
+    merged as a member's is (§7.5, §12.4.2), except that there is no old leaf to differ from;
+    the new member's signature key must not be a member's (§7.3). Returns the committer's
+    leaf index and the applied path.
+    """
+    if tree.index.has_signature_key(update_path.leaf_node.signature_key):
+        raise ValidationError("RFC9420-7.3-unique-keys", "the joiner's signature key is in use")
+    with_leaf, sender = tree.add_leaf(update_path.leaf_node)
+    applied = _apply(with_leaf, suite, sender, update_path, group_id, context_for, keys, (), True)
+    return sender, applied
+
+
+def _apply(
+    tree: RatchetTree,
+    suite: CipherSuite,
+    sender: int,
+    update_path: UpdatePath,
+    group_id: bytes,
+    context_for: ContextFor,
+    keys: TreeKeys | None,
+    exclude: Collection[int],
+    new_leaf: bool,
+) -> AppliedPath:
     path = tree.filtered_path(sender)
-    _validate_received(tree, suite, sender, update_path, group_id, path, exclude)
+    _validate_received(tree, suite, sender, update_path, group_id, path, exclude, new_leaf)
     publics = [n.encryption_key for n in update_path.nodes]
     merged, leaf_parent_hash = _merge(tree, suite, sender, path, publics)
     if update_path.leaf_node.parent_hash != leaf_parent_hash:

@@ -12,7 +12,7 @@ content type follows from it. Structs whose layout depends on a field of an encl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Self
 
@@ -123,28 +123,46 @@ class FramedContent(WireStruct):
     sender: Sender
     authenticated_data: bytes
     content: Content
+    _encoding: bytes | None = field(default=None, init=False, compare=False, repr=False)
+    """The encoding: the exact bytes it was decoded from, else computed on first use. Not an
+    ``__init__`` argument, so ``dataclasses.replace`` never carries a stale one over."""
 
     @property
     def content_type(self) -> ContentType:
         return content_type_of(self.content)
 
+    def encoding(self) -> bytes:
+        """The encoded FramedContent (signed in FramedContentTBS, MACed in
+        AuthenticatedContentTBM, hashed in the transcript): encoded at most once."""
+        if self._encoding is None:
+            w = Writer()
+            w.opaque(self.group_id)
+            w.u64(self.epoch)
+            self.sender.encode(w)
+            w.opaque(self.authenticated_data)
+            w.u8(self.content_type)
+            write_content(w, self.content)
+            object.__setattr__(self, "_encoding", w.getvalue())
+        assert self._encoding is not None
+        return self._encoding
+
     def encode(self, w: Writer) -> None:
-        w.opaque(self.group_id)
-        w.u64(self.epoch)
-        self.sender.encode(w)
-        w.opaque(self.authenticated_data)
-        w.u8(self.content_type)
-        write_content(w, self.content)
+        w.raw(self.encoding())
 
     @classmethod
     def decode(cls, r: Reader) -> Self:
+        start = r.position
         group_id = r.opaque("group_id")
         epoch = r.u64("epoch")
         sender = Sender.decode(r)
         authenticated_data = r.opaque("authenticated_data")
         content_type = closed_enum(r, 1, ContentType, "content_type")
         content = read_content(r, content_type)
-        return cls(group_id, epoch, sender, authenticated_data, content)
+        framed = cls(group_id, epoch, sender, authenticated_data, content)
+        # The codec is canonical (minimal varints, 0/1 presence bytes, unknown enum values
+        # kept), so these bytes are what encoding the decoded value would give.
+        object.__setattr__(framed, "_encoding", r.buffer[start : r.position])
+        return framed
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,15 +33,22 @@ class GroupContext(WireStruct):
     confirmed_transcript_hash: bytes
     extensions: tuple[Extension, ...] = ()
     version: int = ProtocolVersion.MLS10
+    _encoding: bytes | None = field(default=None, init=False, compare=False, repr=False)
+    """Computed on first use (every signature of the epoch covers the context)."""
 
     def encode(self, w: Writer) -> None:
-        w.u16(self.version)
-        w.u16(self.cipher_suite)
-        w.opaque(self.group_id)
-        w.u64(self.epoch)
-        w.opaque(self.tree_hash)
-        w.opaque(self.confirmed_transcript_hash)
-        write_extensions(w, self.extensions)
+        if self._encoding is None:
+            inner = Writer()
+            inner.u16(self.version)
+            inner.u16(self.cipher_suite)
+            inner.opaque(self.group_id)
+            inner.u64(self.epoch)
+            inner.opaque(self.tree_hash)
+            inner.opaque(self.confirmed_transcript_hash)
+            write_extensions(inner, self.extensions)
+            object.__setattr__(self, "_encoding", inner.getvalue())
+        assert self._encoding is not None
+        w.raw(self._encoding)
 
     @classmethod
     def decode(cls, r: Reader) -> Self:

@@ -28,24 +28,14 @@ from veil.core.mls.vectors import Case
 from veil.core.mls.vectors._util import h, suite_of
 
 
-def _pad(key: bytes, size: int) -> bytes:
-    """Left-pad a private scalar: the P-521 cases store some keys without their leading
-    zero byte (65 bytes), while RFC 9180 SerializePrivateKey is always Nsk bytes."""
-    return key.rjust(size, b"\0")
-
-
 def join(case: Case) -> tuple[GroupState, dict[bytes, bytes]]:
     """Join the group of a case; returns the state and the external PSKs."""
     s = suite_of(case)
     kp = MLSMessage.from_bytes(h(case["key_package"])).body
     welcome = MLSMessage.from_bytes(h(case["welcome"])).body
     assert isinstance(kp, KeyPackage) and isinstance(welcome, Welcome), "message types"
-    nsk = s.hpke.kem.nsk
     bundle = KeyPackageBundle(
-        kp,
-        _pad(h(case["init_priv"]), nsk),
-        _pad(h(case["encryption_priv"]), nsk),
-        _pad(h(case["signature_priv"]), nsk),
+        kp, h(case["init_priv"]), h(case["encryption_priv"]), h(case["signature_priv"])
     )
     assert s.hpke_public(bundle.init_priv) == kp.init_key, "init_priv"
     assert s.hpke_public(bundle.encryption_priv) == kp.leaf_node.encryption_key, "encryption_priv"
