@@ -24,6 +24,7 @@ from veil.core.mls.proposals_validate import (
     check_proposal,
     validate_group_leaf,
 )
+from veil.core.mls.psk import Psk, psk_secret
 from veil.core.mls.structs.commit import Commit
 from veil.core.mls.structs.common import (
     Capabilities,
@@ -47,10 +48,12 @@ from veil.core.mls.structs.proposals import (
     Add,
     ExternalInit,
     GroupContextExtensions,
+    PreSharedKeyID,
     Proposal,
     ProposalOrRef,
     ReInit,
     Remove,
+    ResumptionPSKUsage,
     Update,
 )
 from veil.core.mls.welcome import seal_welcome
@@ -403,3 +406,29 @@ def test_RFC9420_12_4_3_1_own_leaf(rng: Rng) -> None:
     assert g.join_welcome(welcome_of(result), added).epoch_authenticator == (
         state.epoch_authenticator
     )
+
+
+def test_RFC9420_12_4_3_1_resumption_epoch_on_join(rng: Rng) -> None:
+    """A Welcome naming a branch (or reinit) resumption PSK must start its group at epoch 1;
+    join_welcome refuses one at epoch 2, even when the joiner holds the PSK."""
+    alice = founder(rng)
+    bob, carol = device("bob", rng), device("carol", rng)
+    first = g.commit(alice, rng, [Proposal(Add(bob.bundle.key_package))])
+    second = g.commit(g.merge(first.staged), rng, [Proposal(Add(carol.bundle.key_package))])
+    state = g.merge(second.staged)
+    assert state.epoch == 2
+    branch = PreSharedKeyID.resumption(ResumptionPSKUsage.BRANCH, b"old", 7, bytes(S.nh))
+    value = b"\x42" * S.nh
+    secrets = GroupSecrets(state.epoch_secrets.joiner_secret, None, (branch,))
+    psk = psk_secret(S, [Psk.of(branch, value)])
+    welcome = seal_welcome(
+        S,
+        second.group_info,
+        state.epoch_secrets.joiner_secret,
+        psk,
+        [(carol.bundle.key_package, secrets)],
+        rng,
+    )
+    with pytest.raises(ValidationError) as info:
+        g.join_welcome(welcome, carol.bundle, resumption_psks={(b"old", 7): value})
+    assert info.value.requirement == "RFC9420-12.4.3.1-resumption-epoch"

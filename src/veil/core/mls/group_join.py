@@ -43,6 +43,7 @@ from veil.core.mls.tree_validate import validate_tree
 from veil.core.mls.treekem import TreeKeys, keys_from_path_secret
 from veil.core.mls.welcome import (
     check_confirmation,
+    check_resumption_epoch,
     decrypt_group_info,
     decrypt_group_secrets,
     find_entry,
@@ -174,6 +175,7 @@ def join_welcome(
     info = decrypt_group_info(s, welcome, secrets.joiner_secret, psk)
     tree = tree_from_info(info, ratchet_tree)
     verify_group_info(s, info, lambda index: signer_key_of(tree, index))
+    check_resumption_epoch(secrets.psks, info)
     ctx = info.group_context
     validate_tree(tree, s, ctx.group_id, ctx.tree_hash)
     check_context_extensions(tree, ctx.extensions)

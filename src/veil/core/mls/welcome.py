@@ -103,6 +103,12 @@ def resolve_psks(s: CipherSuite, psk_ids: Sequence[PreSharedKeyID], lookup: PskL
     return psk_secret(s, psks)
 
 
+def check_resumption_epoch(psk_ids: Sequence[PreSharedKeyID], info: GroupInfo) -> None:
+    """Step 8: a group joined with a reinit or branch resumption PSK starts at epoch 1."""
+    if any(_special_resumption(p) for p in psk_ids) and info.group_context.epoch != 1:
+        raise ValidationError("RFC9420-12.4.3.1-resumption-epoch")
+
+
 def decrypt_group_info(
     s: CipherSuite, welcome: Welcome, joiner_secret: bytes, psk: bytes
 ) -> GroupInfo:
@@ -151,8 +157,7 @@ def open_welcome(
     verify_group_info(s, info, signer_key)
     epoch_secrets = from_joiner(s, group_secrets.joiner_secret, psk, info.group_context.to_bytes())
     interim = check_confirmation(s, info, epoch_secrets)
-    if any(_special_resumption(p) for p in group_secrets.psks) and info.group_context.epoch != 1:
-        raise ValidationError("RFC9420-12.4.3.1-resumption-epoch")
+    check_resumption_epoch(group_secrets.psks, info)
     return JoinedEpoch(info, group_secrets, epoch_secrets, psk, interim)
 
 
