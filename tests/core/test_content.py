@@ -5,7 +5,9 @@
 * every rule (one body, sizes, UTF-8, ids, version, nested sync) on both sides: encode raises
   :class:`LocalError`, decode of hand-built bytes raises :class:`DecodeError`;
 * padding round trip, bucket sizes, and bad pads;
-* ``repr`` hides the attachment key and the text.
+* ``repr`` hides the attachment key and the text;
+* call-log entries (sync-only): Hypothesis round trips inside a sync copy, refusal outside
+  one, and every rule of the entry on both sides.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from hypothesis import strategies as st
 from veil.core import protobuf as pb
 from veil.core.content import (
     ACTION_BLOCK,
+    CALL_DIRECTIONS,
+    CALL_LOG_OUTCOMES,
     MAX_ATTACHMENT_SIZE,
     MAX_NAME_BYTES,
     MAX_RECEIPT_IDS,
@@ -27,6 +31,7 @@ from veil.core.content import (
     PAD_BLOCK,
     RECEIPT_READ,
     AttachmentPointer,
+    CallLogEntry,
     Content,
     ConversationAction,
     Receipt,
@@ -369,3 +374,124 @@ def test_a_conversation_action_travels_only_in_a_sync_copy() -> None:
     unknown = Content(b"\x01" * 16, 7, action=ConversationAction(9))
     with pytest.raises(LocalError, match="unknown conversation action"):
         encode_content(unknown, for_sync=True)
+
+
+# --- call-log entries (sync copies of a call's line) -----------------------------------------
+_ONE_WAY = {"missed": "incoming", "answered_elsewhere": "incoming"}
+_ONE_WAY |= {"busy": "outgoing", "no_answer": "outgoing"}
+
+
+@st.composite
+def call_log_entries(draw: st.DrawFn) -> CallLogEntry:
+    """A valid call-log entry: an outcome its direction allows, a duration iff completed."""
+    outcome = draw(st.sampled_from(CALL_LOG_OUTCOMES))
+    direction = _ONE_WAY.get(outcome) or draw(st.sampled_from(CALL_DIRECTIONS))
+    duration = draw(st.integers(0, 2**63 - 1)) if outcome == "completed" else None
+    return CallLogEntry(
+        call_id=draw(st.binary(min_size=16, max_size=16)),
+        direction=direction,
+        video=draw(st.booleans()),
+        outcome=outcome,
+        end_reason=draw(st.from_regex(r"\A[a-z0-9_]{1,32}\Z")),
+        duration_ms=duration,
+        peer_device=draw(st.integers(0, 127)),
+    )
+
+
+def _synced(entry: CallLogEntry, sent_ms: int = 7) -> tuple[Content, Content]:
+    """The inner content of ``entry`` and the sync copy that carries it."""
+    inner = Content(MID, sent_ms, call_log=entry)
+    copy = Content(MID, sent_ms, sync=SyncSent("c" * 32, encode_content(inner, for_sync=True)))
+    return inner, copy
+
+
+@settings(FUZZ)
+@given(call_log_entries(), st.integers(0, 2**63 - 1))
+def test_call_log_entries_round_trip_inside_a_sync_copy(entry: CallLogEntry, sent_ms: int) -> None:
+    inner, copy = _synced(entry, sent_ms)
+    data = encode_content(copy)
+    decoded = decode_content(data)
+    assert decoded == copy and encode_content(decoded) == data
+    assert decoded.sync is not None
+    assert decode_content(decoded.sync.content, for_sync=True) == inner
+
+
+@settings(FUZZ)
+@given(call_log_entries(), st.data())
+def test_mutated_call_log_entries_raise_only_decode_error(
+    entry: CallLogEntry, data: st.DataObject
+) -> None:
+    inner = encode_content(Content(MID, 7, call_log=entry), for_sync=True)
+    with contextlib.suppress(DecodeError):
+        decode_content(data.draw(mutate(inner)), for_sync=True)
+
+
+def test_a_call_log_entry_travels_only_in_a_sync_copy() -> None:
+    entry = CallLogEntry(MID, "outgoing", True, "completed", "hangup", 83_000, 2)
+    inner, copy = _synced(entry)
+    with pytest.raises(LocalError, match="call-log entry travels only inside a sync"):
+        encode_content(inner)
+    raw = encode_content(inner, for_sync=True)  # what a hostile peer could send directly
+    with pytest.raises(DecodeError, match="call-log entry travels only inside a sync"):
+        decode_content(raw)
+    assert decode_content(encode_content(copy)) == copy
+    with pytest.raises(LocalError, match="exactly one body"):
+        encode_content(dataclasses.replace(inner, text="and a text"), for_sync=True)
+
+
+def test_hand_built_call_log_bytes_match_the_encoder() -> None:
+    entry = CallLogEntry(MID, "incoming", False, "declined", "rejected", None, 3)
+    fields = (
+        pb.field_bytes(1, MID) + pb.field_varint(2, 2) + pb.field_varint(4, 3)
+        + pb.field_bytes(5, b"rejected") + pb.field_varint(7, 3)
+    )  # fmt: skip
+    raw = _raw(pb.field_bytes(14, fields))
+    assert encode_content(Content(MID, 1, call_log=entry), for_sync=True) == raw
+    assert decode_content(raw, for_sync=True).call_log == entry
+
+
+BAD_CALL_LOGS = {
+    "short call id": (dict(call_id=b"\x01" * 15), "16 bytes"),
+    "unknown direction": (dict(direction="sideways"), "unknown call direction"),
+    "unknown outcome": (dict(outcome="lost"), "unknown call direction or outcome"),
+    "outgoing missed": (dict(outcome="missed", duration_ms=None), "cannot end missed"),
+    "incoming no answer": (
+        dict(direction="incoming", outcome="no_answer", duration_ms=None),
+        "cannot end no_answer",
+    ),
+    "empty end reason": (dict(end_reason=""), "end reason"),
+    "end reason with a space": (dict(end_reason="hang up"), "end reason"),
+    "completed without duration": (dict(duration_ms=None), "duration exactly when"),
+    "declined with duration": (dict(outcome="declined"), "duration exactly when"),
+    "negative duration": (dict(duration_ms=-1), "out of range"),
+    "peer device 128": (dict(peer_device=128), "peer device"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CALL_LOGS))
+def test_invalid_call_log_entries_are_refused_both_ways(name: str) -> None:
+    changes, error = BAD_CALL_LOGS[name]
+    good = CallLogEntry(MID, "outgoing", False, "completed", "hangup", 1000, 2)
+    bad = Content(MID, 7, call_log=dataclasses.replace(good, **changes))  # type: ignore[arg-type]
+    with pytest.raises(LocalError, match=error):
+        encode_content(bad, for_sync=True)
+    if name in ("unknown direction", "unknown outcome", "negative duration"):
+        return  # not representable on the wire: the decoder's own checks below
+    with pytest.raises(DecodeError, match=error):
+        decode_content(_encode(bad), for_sync=True)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        (pb.field_varint(2, 3) + pb.field_varint(4, 1), "unknown call direction"),
+        (pb.field_varint(2, 1) + pb.field_varint(4, 9), "unknown call direction or outcome"),
+        (pb.field_varint(2, 1) + pb.field_varint(4, 3) + pb.field_varint(3, 2), "video flag"),
+        (pb.field_varint(2, 1) + pb.field_varint(4, 3), "end reason"),
+        (pb.field_varint(4, 3) + pb.field_bytes(5, b"x"), "call direction"),
+    ],
+)
+def test_malformed_call_log_bytes_are_refused(fields: bytes, error: str) -> None:
+    raw = _raw(pb.field_bytes(14, pb.field_bytes(1, MID) + fields))
+    with pytest.raises(DecodeError, match=error):
+        decode_content(raw, for_sync=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from veil.client import CallEndedError, Client, describe_call
-from veil.engine import MessageRecord
+from veil.engine import CallLogSynced, MessageRecord, call_log_content
 
 from .conftest import People, VeilServer, linked, veil_cli
 from .test_calls import Pump, connect, loopback_only, pumps, until  # noqa: F401 (fixtures)
@@ -89,6 +89,17 @@ async def test_a_cancelled_call_is_missed_on_the_callee_and_unread_until_seen(
     assert describe_call(missed) == "Missed voice call"
     [summary] = bob.conversations()
     assert summary.unread == 1  # a missed call counts as unread
+    assert (summary.last_kind, summary.last_text, summary.last_call) == ("call", None, missed.call)
+    # The conversation list shows the call, not an empty text (and --json the call itself).
+    assert veil_cli(bob.profile, "inbox").stdout == "alice (1 unread): ☎ Missed voice call\n"
+    [listed] = [
+        json.loads(line) for line in veil_cli(bob.profile, "inbox", "--json").stdout.splitlines()
+    ]
+    assert (listed["last_kind"], listed["last_text"], listed["unread"]) == ("call", None, 1)
+    assert listed["call"] == {
+        "direction": "in", "media": "audio", "outcome": "missed", "end_reason": "hangup",
+        "duration_s": None, "text": "Missed voice call",
+    }  # fmt: skip
     # Seeing it marks it read, but no read receipt names it: Alice's line stays "sent".
     assert await bob.mark_read(alice.account.account_id) == 0
     assert calls_of(bob, alice)[0].status == "read"
@@ -241,14 +252,88 @@ async def test_a_call_taken_on_another_device_says_so(people: People, tmp_path: 
         await ringing1.call.wait_for("ended", 10)
         await call.end()
         await answered.wait_for("ended", 10)
-        [elsewhere] = calls_of(people.bob, people.alice)
-        assert describe_call(elsewhere) == "Incoming voice call, answered on another device"
-        assert elsewhere.status == "read"  # nothing to catch up on
         [taken] = calls_of(bob2, people.alice)
         assert taken.call is not None and taken.call.outcome == "completed"
+        # Bob's first device said "answered on another device" when the call was taken; the
+        # second sends its fuller line when the call ends, and both devices agree.
+        await until(
+            lambda: calls_of(people.bob, people.alice)[0].call == taken.call,
+            what="the answering device's line on the other one",
+        )
+        [elsewhere] = calls_of(people.bob, people.alice)
+        assert describe_call(elsewhere) == describe_call(taken)
+        assert describe_call(elsewhere).startswith("Incoming voice call, 0:0")
+        assert elsewhere.status == "read"  # nothing to catch up on
+        assert (elsewhere.message_id, elsewhere.sender_device_id) == (
+            call.call_id, people.alice.account.device_id,
+        )  # fmt: skip
     finally:
         for client in (people.alice, people.bob, bob2):
             await client.calls.close()
         for pump in (alice, bob1, second):
             await pump.stop()
         await bob2.close()
+
+
+async def test_the_callers_other_device_shows_the_call_too(people: People, tmp_path: Path) -> None:
+    """Alice calls from her first device; her second one, which never sees the call's
+    signalling, gets the same line through a sync copy -- once, however often it arrives."""
+    alice2 = await linked(people.alice, tmp_path / "alice2", people.server.url)
+    alice, bob, second = Pump(people.alice), Pump(people.bob), Pump(alice2)
+    try:
+        await people.alice.send("bob", "hi")  # Alice's first device learns her second one
+        call = await people.alice.call("bob", video=True)
+        incoming = await bob.incoming()
+        answered = await incoming.accept()
+        await call.wait_for("connected", 15)
+        await call.end()
+        await answered.wait_for("ended", 10)
+        await until(lambda: calls_of(alice2, people.bob) != [], what="the line on alice2")
+        [mine] = calls_of(people.alice, people.bob)
+        [synced] = calls_of(alice2, people.bob)
+        assert synced.message_id == mine.message_id == call.call_id
+        assert (synced.direction, synced.status, synced.sent_ms) == ("out", "sent", mine.sent_ms)
+        assert synced.sender_device_id == people.alice.account.device_id
+        assert synced.call == mine.call
+        assert describe_call(synced).startswith("Outgoing video call, 0:0")
+        seen: list[object] = []
+
+        def logged() -> list[MessageRecord]:
+            seen.extend(_drain(second))
+            return [e.line for e in seen if isinstance(e, CallLogSynced)]
+
+        await until(lambda: logged() != [], what="the CallLogSynced event")
+        assert logged() == [synced]
+        # The same copy again (a retry) changes nothing on the second device.
+        await _resend_line(people.alice, mine)
+        await people.alice.send("bob", "after")  # a marker that the copy was processed
+        await until(
+            lambda: any(m.text == "after" for m in alice2.messages(people.bob.account.account_id)),
+            what="the marker on alice2",
+        )
+        assert calls_of(alice2, people.bob) == [synced]
+        assert logged() == [synced]  # no second event either
+        # `veil inbox` on the second device lists the call like the first.
+        shown = veil_cli(alice2.profile, "inbox", "bob", "--no-read").stdout.splitlines()
+        assert [line.split(" ", 2)[2] for line in shown if line.startswith("☎")] == [
+            describe_call(synced)
+        ]
+    finally:
+        for client in (people.alice, people.bob, alice2):
+            await client.calls.close()
+        for pump in (alice, bob, second):
+            await pump.stop()
+        await alice2.close()
+
+
+def _drain(pump: Pump) -> list[object]:
+    out = []
+    while not pump.events.empty():
+        out.append(pump.events.get_nowait())
+    return out
+
+
+async def _resend_line(client: Client, line: MessageRecord) -> None:
+    content = call_log_content(line)
+    assert content is not None
+    await client.tell_own_devices(line.conversation, content)

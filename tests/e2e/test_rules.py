@@ -23,7 +23,7 @@ from veil.client import (
     ServerError,
     TimerChanged,
 )
-from veil.client import client as client_module
+from veil.client import sending as sending_module
 from veil.core import franking
 from veil.engine import DecryptFailure, MessageRecord
 from veil.engine.evidence import Evidence
@@ -382,7 +382,7 @@ async def test_a_message_with_a_forged_franking_tag_is_never_shown(
         made = real(content, rng)  # type: ignore[arg-type]
         return franking.Franked(made.plaintext, bytes(32))
 
-    monkeypatch.setattr(client_module.franking, "frank", lying)
+    monkeypatch.setattr(sending_module.franking, "frank", lying)
     await people.alice.send("bob", "unreportable")
     monkeypatch.undo()
     events = await people.bob.receive()

@@ -129,7 +129,9 @@ def test_conversations(store: DeviceStore) -> None:
         ConversationSummary("acc-carol", None, 15, "yo", 1, 2),
     ]
     store.add_message(outgoing(5, conversation="acc-carol", sent_ms=50, text="later"))
-    assert store.conversations()[0] == ConversationSummary("acc-carol", None, 50, "later", 1, 3)
+    assert store.conversations()[0] == ConversationSummary(
+        "acc-carol", None, 50, "later", 1, 3, last_direction="out"
+    )
 
 
 def test_mark_read(store: DeviceStore) -> None:
@@ -193,6 +195,23 @@ def test_a_call_line_reads_back_and_counts_as_unread_without_a_receipt(
     # A read receipt names the message, never the call line; both are read afterwards.
     assert store.mark_read("acc-bob", 5000) == [(1).to_bytes(16, "big")]
     assert [m.status for m in store.messages("acc-bob")] == ["read", "read"]
+
+
+def test_the_summary_of_a_conversation_ending_in_a_call_carries_the_call(
+    store: DeviceStore,
+) -> None:
+    """A call-log line has no text: the conversation list needs its kind and details."""
+    store.add_message(message(1, server_ms=10))
+    completed = CallLog("video", "completed", "hangup", 83_000)
+    store.add_message(
+        call_line(2, server_ms=None, sent_ms=20, direction="out", status="sent", call=completed)
+    )
+    [summary] = store.conversations()
+    assert (summary.last_text, summary.last_kind, summary.last_direction) == (None, "call", "out")
+    assert (summary.last_ms, summary.last_call, summary.count) == (20, completed, 2)
+    store.add_message(message(3, server_ms=30))  # a later message: no call details
+    [summary] = store.conversations()
+    assert (summary.last_kind, summary.last_direction, summary.last_call) == ("message", "in", None)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from veil.cli.chat import _json_line, _sync
+from veil.cli.common import client_command, json_line
 from veil.client import Call, Client, ClientError, IncomingCall
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def add_call_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
     call.add_argument(
         "--ring-timeout", type=float, default=60.0, help="give up after S s unanswered (60)"
     )
-    call.set_defaults(handler=_sync(_call))
+    call.set_defaults(handler=client_command(_call))
 
     answer = commands.add_parser(
         "answer",
@@ -56,7 +56,7 @@ def add_call_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "--wait", type=float, default=300.0, help="seconds to wait for a call (300)"
     )
     _media_arguments(answer, audio="tone", video="pattern")
-    answer.set_defaults(handler=_sync(_answer))
+    answer.set_defaults(handler=client_command(_answer))
 
 
 _SOURCES_HELP = (
@@ -261,7 +261,7 @@ async def _follow(call: Call, args: argparse.Namespace, out: TextIO, who: str) -
 
 def _say(out: TextIO, args: argparse.Namespace, data: dict[str, Any]) -> None:
     if args.json:
-        _json_line(out, data)
+        json_line(out, data)
         return
     kind = data["type"]
     if kind == "state":

@@ -8,7 +8,8 @@ import argparse
 from collections.abc import Awaitable, Callable
 from typing import Final, TextIO
 
-from veil.cli.chat import _json_line, _sync
+from veil.cli.common import client_command, json_line
+from veil.cli.inbox import preview, summary_fields
 from veil.client import Client, ClientError
 from veil.client.timers import PRESETS, describe_timer, parse_timer
 from veil.engine import Contact
@@ -27,7 +28,7 @@ def add_rules_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPars
     timer.add_argument("name", help="a username")
     timer.add_argument("duration", nargs="?", help="off, 5s, 30s, 5m, 1h, 24h, ...")
     timer.add_argument("--json", action="store_true", help="print JSON")
-    timer.set_defaults(handler=_sync(_timer))
+    timer.set_defaults(handler=client_command(_timer))
 
     for name, helptext, runner in (
         ("follow", "follow someone (with a follow back, either may start a chat)", _follow),
@@ -44,7 +45,7 @@ def add_rules_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPars
         )
         command.add_argument("name", help="a username")
         command.add_argument("--json", action="store_true", help="print JSON")
-        command.set_defaults(handler=_sync(runner))
+        command.set_defaults(handler=client_command(runner))
 
     for name, helptext, kind in (
         ("following", "list who you follow", "following"),
@@ -55,7 +56,7 @@ def add_rules_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPars
             name, help=helptext, description=helptext[0].upper() + helptext[1:] + "."
         )
         command.add_argument("--json", action="store_true", help="one JSON object per line")
-        command.set_defaults(handler=_sync(_lister(kind)))
+        command.set_defaults(handler=client_command(_lister(kind)))
 
     requests = commands.add_parser(
         "requests",
@@ -65,7 +66,7 @@ def add_rules_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "request sends no receipt. Read one with `veil inbox NAME`.",
     )
     requests.add_argument("--json", action="store_true", help="one JSON object per line")
-    requests.set_defaults(handler=_sync(_requests))
+    requests.set_defaults(handler=client_command(_requests))
 
     report = commands.add_parser(
         "report",
@@ -81,7 +82,7 @@ def add_rules_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPars
     report.add_argument("--last", type=int, default=5, help="without ids: reveal this many (5)")
     report.add_argument("--block", action="store_true", help="block NAME after reporting")
     report.add_argument("--json", action="store_true", help="print JSON")
-    report.set_defaults(handler=_sync(_report))
+    report.set_defaults(handler=client_command(_report))
 
 
 async def _timer(client: Client, args: argparse.Namespace, out: TextIO) -> int:
@@ -92,7 +93,7 @@ async def _timer(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         seconds = parse_timer(args.duration)
         await client.set_timer(args.name, seconds)
     if args.json:
-        _json_line(out, {"type": "timer", "with": contact.username, "seconds": seconds})
+        json_line(out, {"type": "timer", "with": contact.username, "seconds": seconds})
     elif args.duration is None:
         print(f"disappearing messages with {contact.username}: {describe_timer(seconds)}", file=out)
     else:
@@ -103,7 +104,7 @@ async def _timer(client: Client, args: argparse.Namespace, out: TextIO) -> int:
 async def _follow(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     relation = await client.follow(args.name)
     if args.json:
-        _json_line(
+        json_line(
             out,
             {"type": "follow", "with": args.name, "followed_back": relation.followed_by},
         )
@@ -132,7 +133,7 @@ def _action(name: str) -> Callable[[Client, argparse.Namespace, TextIO], Awaitab
     async def run(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         await getattr(client, name)(args.name)
         if args.json:
-            _json_line(out, {"type": name, "with": args.name, "ok": True})
+            json_line(out, {"type": name, "with": args.name, "ok": True})
         else:
             print(_ACTIONS[name].format(name=args.name), file=out)
         return 0
@@ -150,7 +151,7 @@ def _lister(kind: str) -> Callable[[Client, argparse.Namespace, TextIO], Awaitab
             people = await client.blocked()
         for contact in people:
             if args.json:
-                _json_line(
+                json_line(
                     out, {"type": kind, "name": contact.username, "account": contact.account_id}
                 )
             else:
@@ -167,19 +168,18 @@ async def _requests(client: Client, args: argparse.Namespace, out: TextIO) -> in
     for c in waiting:
         name = c.username or c.conversation
         if args.json:
-            _json_line(
+            json_line(
                 out,
                 {
                     "type": "request",
                     "with": name,
                     "account": c.conversation,
-                    "last_timestamp": c.last_ms,
-                    "last_text": c.last_text,
+                    **summary_fields(c),
                     "messages": c.count,
                 },
             )
         else:
-            print(f"{name} ({c.count} message(s)): {c.last_text or ''}", file=out)
+            print(f"{name} ({c.count} message(s)): {preview(c)}", file=out)
     if not waiting and not args.json:
         print("no message requests", file=out)
     return 0
@@ -192,7 +192,7 @@ async def _report(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     if args.block:
         await client.block(args.name)
     if args.json:
-        _json_line(
+        json_line(
             out,
             {
                 "type": "report",

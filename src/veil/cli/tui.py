@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from veil.cli.chat import default_profile
+from veil.cli.common import default_profile
 from veil.cli.tui_commands import HELP
 from veil.client import Client, ClientError, StoreError
 

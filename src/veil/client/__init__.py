@@ -8,7 +8,7 @@ Failures are :mod:`veil.client.errors`.
 """
 
 from veil.client.attachments import AttachmentInvalidError, AttachmentTooLargeError
-from veil.client.call_history import describe_call
+from veil.client.call_history import describe_call, describe_call_log
 from veil.client.calls_call import Call, CallEndedError, IncomingCall
 from veil.client.client import CaughtUp, Client, ClientEvent, SendResult
 from veil.client.errors import ClientError, ServerError, TransportError
@@ -52,6 +52,7 @@ __all__ = [
     "TransportError",
     "TypingChanged",
     "describe_call",
+    "describe_call_log",
     "describe_timer",
     "parse_timer",
 ]

@@ -2,7 +2,9 @@
 
 A call-log line is a :class:`~veil.engine.MessageRecord` of kind ``"call"`` (written by the
 device when the call ends, see :mod:`veil.engine.call_log`); :func:`describe_call` is the one
-wording the CLI and the terminal client share.
+wording the CLI and the terminal client share. A conversation whose latest line is a call
+shows it the same way in the conversation list (:func:`describe_call_log` of the summary's
+``last_call`` and ``last_direction``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from veil.engine import MessageRecord
+    from veil.engine import CallLog, MessageRecord
 
 _AFTER: Final = {
     "declined": "declined",
@@ -31,11 +33,15 @@ def call_clock(duration_ms: int) -> str:
 
 def describe_call(message: MessageRecord) -> str:
     """The line of a call: direction, media and what happened (or how long it lasted)."""
-    call = message.call
-    if call is None:
+    if message.call is None:
         raise ValueError("not a call-log line")
+    return describe_call_log(message.call, message.direction)
+
+
+def describe_call_log(call: CallLog, direction: str) -> str:
+    """The line of a call from its details and direction (``"in"`` or ``"out"``)."""
     media = "video" if call.media == "video" else "voice"
-    way = "Incoming" if message.direction == "in" else "Outgoing"
+    way = "Incoming" if direction == "in" else "Outgoing"
     if call.outcome == "missed":
         busy = " (you were on another call)" if call.end_reason == "busy" else ""
         return f"Missed {media} call{busy}"

@@ -54,7 +54,7 @@ from veil.client.calls_media import PatternSource, Switch, ToneSource
 from veil.client.errors import ClientError
 from veil.core import content as payload
 from veil.core.call_signal import CallSignal
-from veil.engine import CallSignalReceived, EndedCall, StoreError
+from veil.engine import CallSignalReceived, EndedCall, StoreError, call_log_content
 
 if TYPE_CHECKING:
     from veil.client.client import Client, SendResult
@@ -181,7 +181,7 @@ class CallManager:
         s = event.signal
         sender, device = event.sender_account_id, event.sender_device_id
         if sender == self._client.account.account_id:
-            return  # our other devices' calls: a later slice
+            return  # our other devices' calls: their call-log lines come as sync copies
         call = self.calls.get(s.call_id)
         if s.kind == "offer":
             if call is not None:
@@ -371,6 +371,10 @@ class CallManager:
             call.log_entry = self._client.engine.record_call(ended)
         except (ClientError, StoreError) as exc:  # e.g. the client is closing
             log.warning("a call was not logged: %s", exc)
+            return
+        synced = None if call.log_entry is None else call_log_content(call.log_entry)
+        if synced is not None:  # our other devices show the same line
+            self._spawn(self._quietly(self._client.tell_own_devices(call.peer, synced)))
 
     def _arm(self, call: Call, delay: float, reason: str) -> None:
         self._disarm(call)

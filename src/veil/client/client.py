@@ -9,63 +9,52 @@ network I/O and leaves the protocol to :mod:`veil.engine`::
         async for event in bob.events():
             print(event)
 
-Sending (ARCHITECTURE.md §3): the message is encrypted to every device of the recipient and,
-as a sync copy, to the sender's other devices, and sent as one set; when the server answers
-that the device list changed, the client fetches the missing bundles, drops the sessions of
-removed devices, and sends again under the same idempotency key. Receiving: each envelope is
-decrypted and stored by the engine in one transaction, then acked; a delivery receipt goes
-back to the sender.
+The class is put together from parts, each in its own module: sending
+(:mod:`veil.client.sending`, ARCHITECTURE.md §3: every device of the recipient and, as sync
+copies, our other devices, retried when the device list changed), receiving
+(:mod:`veil.client.receiving`: the events stream, acks, receipts, session recovery), the
+conversation rules (:mod:`veil.client.rules`) and calls (:attr:`Client.calls`). This module
+holds the life cycle, registration and linking, people, devices and reading.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING
 
 from veil.client import attachments, convert
-from veil.client.calls_call import Call, IncomingCall
+from veil.client.calls_call import Call
 from veil.client.closing import AsyncClosing
 from veil.client.connection import Connection
 from veil.client.credentials import Credentials
-from veil.client.errors import ClientError, ServerError, TransportError
+from veil.client.errors import ClientError
 from veil.client.http import HttpApi
+from veil.client.receiving import CaughtUp, ClientEvent, Receiving
 from veil.client.rules import ConversationRules
+from veil.client.sending import OWN_DEVICES_RECHECK_S, SendResult, UntrustedPeerError
 from veil.core import content as payload
-from veil.core import franking
-from veil.core.errors import LocalError, UntrustedIdentityError, VeilError
+from veil.core.errors import VeilError
 from veil.core.rng import Rng
 from veil.engine import (
     AccountRecord,
-    CallSignalReceived,
     Contact,
     ConversationSummary,
-    DecryptFailure,
-    DeviceAdded,
     DeviceStore,
     Engine,
     Event,
     Fingerprint,
-    IdentityChanged,
-    MessageReceived,
     MessageRecord,
-    OutboxItem,
-    OutgoingCopy,
-    PreKeyBundle,
-    SessionReset,
     TrustMode,
     linking,
     new_account_keys,
 )
 from veil.engine.keys import new_identity, new_registration_id
 from veil.wire.accounts import DeviceInfo, RegisterRequest
-from veil.wire.messages import Deliver, KeysLow, QueueEmpty, SendRequest
 from veil.wire.provisioning import LinkRequest
 
 if TYPE_CHECKING:  # aiortc loads with the first call (see the ``calls`` property)
@@ -73,51 +62,9 @@ if TYPE_CHECKING:  # aiortc loads with the first call (see the ``calls`` propert
 
     from veil.client.calls import CallManager
 
+__all__ = ["CaughtUp", "Client", "ClientEvent", "SendResult", "UntrustedPeerError"]
+
 log = logging.getLogger("veil.client")
-
-OWN_DEVICES_RECHECK_S: Final = 60.0
-"""How often a sending device re-reads its account's device list (for sync copies)."""
-MAX_SEND_ATTEMPTS: Final = 4
-RESETTABLE: Final = frozenset({"no_session", "bad_mac", "invalid_prekey", "too_far_ahead"})
-"""Failures a new session can cure (not e.g. a bad content, or an untrusted identity)."""
-RESET_INTERVAL_S: Final = 300.0
-"""At most one automatic reset per peer device in this long (no reset storms)."""
-RESEND_WINDOW_MS: Final = 24 * 3600 * 1000
-"""After a peer's reset, our unconfirmed messages of this period are sent again."""
-"""Sends retried after "the device list changed" answers (each fixes what it names)."""
-
-
-class UntrustedPeerError(ClientError):
-    """The peer's identity key changed and strict trust refuses it until verified."""
-
-    def __init__(self, username: str) -> None:
-        super().__init__(
-            f"the safety number with {username} changed: compare it "
-            f"(veil safety-number {username}) and verify it (veil verify {username}) first"
-        )
-        self.username = username
-
-
-@dataclass(frozen=True, slots=True)
-class CaughtUp:
-    """Everything the server held for this device when it connected has been processed."""
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """A message stored by the server for every device of the recipient (and ours)."""
-
-    recipient: str
-    message_id: bytes
-    server_ms: int
-    devices: tuple[tuple[str, int], ...]
-    duplicate: bool
-    queued: bool = False
-    """The server could not be reached: the message waits in this device's outbox and goes
-    out with the next send or receive (:meth:`Client.flush_outbox`)."""
-
-
-ClientEvent = Event | CaughtUp | IncomingCall
 
 
 def _now_ms() -> int:
@@ -134,7 +81,7 @@ async def _wait_mailbox(api: HttpApi, provisioning_id: str, token: str, timeout_
     raise ClientError("the link was not approved in time; start again")
 
 
-class Client(ConversationRules, AsyncClosing):
+class Client(Receiving, ConversationRules, AsyncClosing):
     """One device profile. Use as ``async with``; :meth:`register` or :meth:`link` first."""
 
     max_file_bytes: int = attachments.MAX_FILE_BYTES
@@ -408,110 +355,6 @@ class Client(ConversationRules, AsyncClosing):
         """Remove a linked device (the primary may remove any; a device itself)."""
         await self._api().remove_device(device_id)
 
-    # --- sending --------------------------------------------------------------------------
-    async def send(self, who: str, text: str) -> SendResult:
-        """Send ``text`` to every device of ``who`` (and a copy to our other devices)."""
-        contact = await self.resolve(who)
-        return await self._send_message(contact, text=text)
-
-    async def send_file(
-        self, who: str, path: str | os.PathLike[str], *, caption: str | None = None
-    ) -> SendResult:
-        """Send the file at ``path`` (with an optional text ``caption``) to ``who``.
-
-        The file is encrypted here under a new random key and uploaded as an opaque blob;
-        the message carries the key, the blob's digest, the size, the base name and a type
-        guessed from the name. A file over :attr:`max_file_bytes` is refused (an
-        :class:`~veil.client.attachments.AttachmentTooLargeError` naming the limit and the
-        size) before it is read or anything is uploaded.
-        """
-        contact = await self.resolve(who)
-        attachments.check_caption(caption)
-        pointer = await attachments.upload_file(self._api(), path, self.max_file_bytes, self._rng)
-        return await self._send_message(contact, text=caption, attachment=pointer)
-
-    async def _send_message(
-        self,
-        contact: Contact,
-        *,
-        text: str | None,
-        attachment: payload.AttachmentPointer | None = None,
-    ) -> SendResult:
-        """Send a new text and/or attachment message (sync copies to our other devices) and
-        keep our own copy, ``sent`` or ``failed``."""
-        if self.store.is_blocked(contact.account_id):
-            raise ClientError(f"you blocked {contact.username}: unblock them to write to them")
-        settings = self.store.settings(contact.account_id)
-        try:
-            message = payload.Content(
-                payload.new_message_id(self._rng),
-                self._now_ms(),
-                text=text,
-                attachment=attachment,
-                expire_timer_s=settings.timer_s,
-            )
-            payload.encode_content(message)
-        except LocalError as exc:
-            raise ClientError(f"cannot send that: {exc}") from None
-        if settings.state == "request":  # replying to a message request accepts it
-            await self.accept(contact.account_id)
-        try:
-            if await self.flush_outbox() is None:  # still unreachable: keep the order
-                raise TransportError(self.account.server_url, "unreachable")
-            result = await self._send_content(contact.account_id, message, sync=True)
-        except TransportError:
-            return self._queue(contact.account_id, message)
-        except UntrustedIdentityError:
-            self.engine.record_sent(contact.account_id, message, None, "failed")
-            raise UntrustedPeerError(contact.username) from None
-        except ClientError:
-            self.engine.record_sent(contact.account_id, message, None, "failed")
-            raise
-        self.engine.record_sent(contact.account_id, message, result.server_ms, "sent")
-        return result
-
-    def _queue(self, conversation: str, message: payload.Content) -> SendResult:
-        """Keep a message that could not reach the server, to send it later (in order)."""
-        with self.store.transaction():
-            self.store.enqueue(
-                OutboxItem(
-                    None,
-                    conversation,
-                    message.message_id,
-                    payload.encode_content(message),
-                    self._now_ms(),
-                )
-            )
-        self.engine.record_sent(conversation, message, None, "sending")
-        return SendResult(conversation, message.message_id, 0, (), False, queued=True)
-
-    async def flush_outbox(self) -> int | None:
-        """Send what waits in the outbox, oldest first; how many went out, or ``None`` if the
-        server is still unreachable (the rest stays queued). A message the server refuses
-        for good (e.g. the recipient's account is gone) is marked ``failed``."""
-        sent = 0
-        for item in self.store.outbox():
-            assert item.item_id is not None
-            message = payload.decode_content(item.content)
-            try:
-                # The message id is the idempotency key: a send that reached the server
-                # before the connection broke is not stored twice.
-                result = await self._send_content(item.conversation, message, sync=True)
-            except TransportError:
-                with self.store.transaction():
-                    self.store.bump_outbox(item.item_id)
-                return None
-            except ClientError as exc:
-                log.warning("a queued message could not be sent: %s", exc)
-                status, server_ms = "failed", None
-            else:
-                status, server_ms = "sent", result.server_ms
-                sent += 1
-            with self.store.transaction():
-                self.store.remove_outbox(item.item_id)
-            self.engine.record_sent(item.conversation, message, server_ms, status)
-        return sent
-
     async def call(
         self,
         who: str,
@@ -525,291 +368,6 @@ class Client(ConversationRules, AsyncClosing):
         return await self.calls.call(
             who, audio=audio, video=video, audio_source=audio_source, video_source=video_source
         )
-
-    async def typing(self, who: str, started: bool = True) -> None:
-        """Tell ``who``'s devices that we started (or stopped) typing (not stored)."""
-        contact = await self.resolve(who)
-        notice = payload.Content(
-            payload.new_message_id(self._rng), self._now_ms(), typing=payload.Typing(started)
-        )
-        await self._send_content(contact.account_id, notice, sync=False)
-
-    async def _bundles(self, account_id: str, device_id: int | None) -> dict[int, PreKeyBundle]:
-        answer = await self._api().bundles(account_id, device_id)
-        return convert.bundles(answer)
-
-    async def _send_content(
-        self,
-        recipient: str,
-        message: payload.Content,
-        *,
-        sync: bool,
-        restart: dict[int, PreKeyBundle] | None = None,
-        idempotency_key: str | None = None,
-    ) -> SendResult:
-        """Encrypt ``message`` for every device of ``recipient`` (and, with ``sync``, a copy
-        for our other devices) and send it as one set. ``restart``: bundles of recipient
-        devices to start a new session with even if one exists (the old one is archived, so
-        its late messages still decrypt)."""
-        me = self.account
-        body = franking.frank(payload.encode_content(message), self._rng)
-        sync_body = None
-        if sync and recipient != me.account_id:
-            copy = payload.Content(
-                message.message_id,
-                message.sent_ms,
-                sync=payload.SyncSent(recipient, payload.encode_content(message, for_sync=True)),
-            )
-            sync_body = franking.frank(payload.encode_content(copy), self._rng)
-        own = me if recipient == me.account_id else None
-        fresh: dict[str, dict[int, PreKeyBundle]] = _DefaultDict()
-        if own is not None:  # to our other devices only: never fetch (and use up) our own keys
-            fresh[recipient] = await self._own_new_devices(recheck=True)
-        elif not self.engine.devices_with_sessions(recipient):
-            fresh[recipient] = await self._bundles(recipient, None)
-        fresh[recipient] = {**fresh[recipient], **(restart or {})}
-        if sync_body is not None:
-            fresh[me.account_id] = await self._own_new_devices()
-        key = idempotency_key or message.message_id.hex()
-        for _ in range(MAX_SEND_ATTEMPTS):
-            copies = self._encrypt(recipient, body.plaintext, fresh[recipient], skip=own)
-            envelopes = [convert.outgoing(c, recipient, body.tag) for c in copies]
-            if sync_body is not None:
-                copies = self._encrypt(me.account_id, sync_body.plaintext, fresh[me.account_id], me)
-                envelopes += [convert.outgoing(c, recipient, sync_body.tag) for c in copies]
-            try:
-                answer = await self._api().send(recipient, SendRequest(envelopes, key))
-            except ServerError as exc:
-                if exc.code != "device_mismatch":
-                    raise
-                fresh = await self._fix_devices(exc)
-                continue
-            return SendResult(
-                recipient,
-                message.message_id,
-                answer.server_ms,
-                tuple((e.account_id, e.device_id) for e in answer.envelopes),
-                answer.duplicate,
-            )
-        raise ClientError("the recipient's devices kept changing; try again")
-
-    async def _own_new_devices(self, *, recheck: bool = False) -> dict[int, PreKeyBundle]:
-        """Bundles of our other devices we have no session with yet. The server checks our
-        own device list only when a send includes copies for it, so a device learns of a
-        newly linked sibling here (at most once a minute, or now with ``recheck``) rather
-        than from a refusal."""
-        now = time.monotonic()
-        if not recheck and now - self._own_checked < OWN_DEVICES_RECHECK_S:
-            return {}
-        me = self.account
-        devices = await self.devices()
-        listed = {d.device_id for d in devices} - {me.device_id}
-        self._own_checked = now
-        known = set(self.engine.devices_with_sessions(me.account_id))
-        gone = sorted(known - listed)
-        if gone:
-            self.engine.forget_devices(me.account_id, gone)
-        bundles: dict[int, PreKeyBundle] = {}
-        for device_id in sorted(listed - known):
-            bundles.update(await self._bundles(me.account_id, device_id))
-        self._notices += [
-            DeviceAdded(me.account_id, d.device_id)
-            for d in devices
-            if d.device_id in listed - known and d.created_ms > me.created_ms
-        ]
-        return bundles
-
-    def _encrypt(
-        self,
-        account_id: str,
-        body: bytes,
-        bundles: dict[int, PreKeyBundle],
-        skip: AccountRecord | None = None,
-    ) -> list[OutgoingCopy]:
-        devices = sorted(set(self.engine.devices_with_sessions(account_id)) | set(bundles))
-        if skip is not None:
-            devices = [d for d in devices if d != skip.device_id]
-        copies, changed = self.engine.encrypt(account_id, devices, payload.pad(body), bundles)
-        for event in changed:
-            log.warning("identity key of %s changed (accepted: trust on first use)", event)
-        return copies
-
-    async def _fix_devices(self, exc: ServerError) -> dict[str, dict[int, PreKeyBundle]]:
-        """Act on a ``device_mismatch``: forget removed devices, fetch new ones' bundles."""
-        fresh: dict[str, dict[int, PreKeyBundle]] = {}
-        mismatches = exc.details.get("mismatches", [])
-        for m in mismatches if isinstance(mismatches, list) else []:
-            account_id = str(m["account_id"])
-            if self.engine.devices_with_sessions(account_id):
-                self._notices += [DeviceAdded(account_id, int(d)) for d in m.get("missing", [])]
-            gone = [int(d) for d in m.get("extra", [])] + [int(d) for d in m.get("stale", [])]
-            self.engine.forget_devices(account_id, gone)
-            wanted = [int(d) for d in m.get("missing", [])] + [int(d) for d in m.get("stale", [])]
-            bundles: dict[int, PreKeyBundle] = {}
-            for device_id in wanted:
-                bundles.update(await self._bundles(account_id, device_id))
-            fresh[account_id] = bundles
-        return _DefaultDict(fresh)
-
-    async def _send_receipt(self, to: str, kind: int, message_ids: Sequence[bytes]) -> None:
-        receipt = payload.Content(
-            payload.new_message_id(self._rng),
-            self._now_ms(),
-            receipt=payload.Receipt(kind, tuple(message_ids)),
-        )
-        try:
-            await self._send_content(to, receipt, sync=False)
-        except ClientError as exc:
-            log.info("receipt not sent: %s", exc)
-
-    # --- receiving ------------------------------------------------------------------------
-    async def events(self) -> AsyncGenerator[ClientEvent, None]:
-        """Connect and yield events as envelopes arrive (forever; break to stop).
-
-        Each envelope is stored before it is acked; a :class:`CaughtUp` event follows the
-        backlog that was waiting.
-        """
-        connection = self._connection = Connection(self.account.server_url, self.credentials)
-        expiry = asyncio.ensure_future(self._expire_forever())
-        try:
-            with contextlib.suppress(ClientError):
-                await self.flush_outbox()
-            with contextlib.suppress(ClientError):
-                await self.blocked()  # the server's list is the truth
-            while self._notices:
-                yield self._notices.pop(0)
-            async for frame in connection.frames():
-                while self._notices:
-                    yield self._notices.pop(0)
-                if isinstance(frame, Deliver):
-                    events: list[Event] = []
-                    for envelope in frame.envelopes:
-                        events += self.engine.handle(convert.incoming(envelope))
-                    await connection.ack([e.envelope_id for e in frame.envelopes])
-                    for event in events:
-                        await self._learn(event)
-                        self._after(event)
-                        yield event
-                        for incoming in self._take_incoming():
-                            yield incoming
-                        recovered = await self._recover(event)
-                        if recovered is not None:
-                            yield recovered
-                elif isinstance(frame, QueueEmpty):
-                    yield CaughtUp()
-                elif isinstance(frame, KeysLow):
-                    empty = frame.one_time_prekeys == 0 and frame.kyber_prekeys == 0
-                    self._spawn(self._replenish(everything=empty))
-        finally:
-            expiry.cancel()
-            await connection.close()
-            if self._connection is connection:
-                self._connection = None
-
-    def _take_incoming(self) -> list[IncomingCall]:
-        """Calls that began ringing (none if call support never started)."""
-        return [] if self._calls is None else self._calls.take_incoming()
-
-    async def receive(self, timeout: float = 0.0) -> list[ClientEvent]:
-        """Everything queued, then whatever comes within ``timeout`` seconds of quiet."""
-        out: list[ClientEvent] = []
-        stream = self.events()
-        caught_up = False
-        try:
-            while True:
-                wait = timeout if caught_up else max(timeout, 30.0)
-                try:
-                    event = await asyncio.wait_for(anext(stream), wait)
-                except (TimeoutError, StopAsyncIteration):
-                    break
-                if isinstance(event, CaughtUp):
-                    caught_up = True
-                    if timeout <= 0:
-                        break
-                    continue
-                out.append(event)
-        finally:
-            await stream.aclose()
-        return out
-
-    async def _recover(self, event: Event) -> SessionReset | None:
-        """Recover from a broken session, automatically (the product's "unable to decrypt"
-        path): when a device's message cannot be read, drop our session with it and send it a
-        reset from a fresh bundle; when a peer device says it could not read ours, send our
-        recent unconfirmed messages again (readers drop duplicates by message id)."""
-        if isinstance(event, DecryptFailure) and event.reason in RESETTABLE:
-            key = (event.sender_account_id, event.sender_device_id)
-            now = time.monotonic()
-            if now - self._resets.get(key, -RESET_INTERVAL_S) < RESET_INTERVAL_S:
-                return None
-            self._resets[key] = now
-            try:
-                restart = await self._bundles(key[0], key[1])
-            except ClientError as exc:  # e.g. the device is gone: nothing to reset
-                log.info("no bundle to reset a broken session: %s", exc)
-                return None
-            reset = payload.Content(
-                payload.new_message_id(self._rng),
-                self._now_ms(),
-                reset=payload.SessionReset(key[1]),
-            )
-            try:
-                await self._send_content(key[0], reset, sync=False, restart=restart)
-            except ClientError as exc:
-                log.warning("could not reset a broken session: %s", exc)
-                return None
-            return SessionReset(key[0], key[1], True, event.envelope_id)
-        if isinstance(event, SessionReset) and not event.by_us:
-            since = self._now_ms() - RESEND_WINDOW_MS
-            for message in self.engine.unconfirmed(event.account_id, since):
-                attachment = None
-                if message.attachment is not None:
-                    attachment = payload.decode_content(message.attachment).attachment
-                again = payload.Content(
-                    message.message_id,
-                    message.sent_ms,
-                    text=message.text,
-                    attachment=attachment,
-                    expire_timer_s=message.expire_timer_s,
-                )
-                resend_key = f"{message.message_id.hex()}.resend.{event.envelope_id}"
-                try:
-                    await self._send_content(
-                        event.account_id, again, sync=False, idempotency_key=resend_key
-                    )
-                except ClientError as exc:
-                    log.warning("could not resend after a session reset: %s", exc)
-                    break
-        return None
-
-    async def _learn(self, event: Event) -> None:
-        """Remember the username of a sender we did not know (for display)."""
-        if not isinstance(event, MessageReceived) or self.store.contact(event.conversation):
-            return
-        try:
-            info = await self._api().account(event.conversation)
-        except ClientError as exc:  # shown by account id meanwhile
-            log.info("cannot look up a sender: %s", exc)
-            return
-        with self.store.transaction():
-            self.store.save_contact(Contact(info.account_id, info.username))
-
-    def _after(self, event: Event) -> None:
-        if isinstance(event, MessageReceived) and not event.request:
-            self._spawn(
-                self._send_receipt(
-                    event.conversation, payload.RECEIPT_DELIVERED, [event.message_id]
-                )
-            )
-        elif isinstance(event, IdentityChanged):
-            log.warning("the identity key of %s changed", event.account_id)
-        elif isinstance(event, CallSignalReceived):
-            self.calls.on_signal(event)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # --- reading --------------------------------------------------------------------------
     async def download(self, message: attachments.Message) -> Path:
@@ -856,10 +414,3 @@ class Client(ConversationRules, AsyncClosing):
         for start in range(0, len(ids), step):  # a receipt names at most 1000 messages
             await self._send_receipt(conversation, payload.RECEIPT_READ, ids[start : start + step])
         return len(ids)
-
-
-class _DefaultDict(dict[str, dict[int, PreKeyBundle]]):
-    """Bundles by account; an account not named has none to start with."""
-
-    def __missing__(self, key: str) -> dict[int, PreKeyBundle]:
-        return {}

@@ -4,20 +4,21 @@ disappearing-message timers, follows, message requests, blocking and franked rep
 Where the server holds the truth (follows, accepted chats, blocks), the call goes to the
 server first and the local store follows; our other devices hear of accept / decline / block /
 unblock through an end-to-end encrypted sync copy (``ConversationAction``), so all of them
-agree without the server learning more than its own lists.
+agree without the server learning more than its own lists. (:meth:`ConversationRules.
+tell_own_devices` sends such sync-only contents; the call layer uses it for call-log lines.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from veil.client.errors import ClientError, ServerError
+from veil.client.parts import ClientPart
 from veil.core import content as payload
 from veil.core.errors import DecodeError, LocalError
-from veil.core.rng import Rng
 from veil.engine import Contact, ConversationSummary, MessageRecord
 from veil.engine.evidence import Evidence
 from veil.engine.incoming import apply_action
@@ -25,8 +26,7 @@ from veil.wire.reports import ReportedMessage, ReportRequest, ReportResponse
 from veil.wire.social import Relationship
 
 if TYPE_CHECKING:
-    from veil.client.http import HttpApi
-    from veil.engine import AccountRecord, DeviceStore, Engine
+    pass
 
 log = logging.getLogger("veil.client")
 
@@ -36,22 +36,11 @@ DEFAULT_REPORTED: Final = 5
 """``report`` without message ids reveals this many of the peer's latest messages."""
 
 
-class ConversationRules:
+class ConversationRules(ClientPart):
     """Timers, follows, requests, blocks, reports; see the module docstring."""
-
-    _rng: Rng
-    _now_ms: Callable[[], int]
 
     if TYPE_CHECKING:
 
-        @property
-        def store(self) -> DeviceStore: ...
-        @property
-        def engine(self) -> Engine: ...
-        @property
-        def account(self) -> AccountRecord: ...
-        def _api(self) -> HttpApi: ...
-        async def resolve(self, who: str) -> Contact: ...
         async def _send_content(
             self, recipient: str, message: payload.Content, *, sync: bool
         ) -> Any: ...
@@ -182,6 +171,14 @@ class ConversationRules:
             self._now_ms(),
             action=payload.ConversationAction(action),
         )
+        try:
+            await self.tell_own_devices(peer, inner)
+        except ClientError as exc:  # the server state is already right; they catch up
+            log.warning("could not tell our other devices: %s", exc)
+
+    async def tell_own_devices(self, peer: str, inner: payload.Content) -> None:
+        """Send ``inner`` (a sync-only content about ``peer``: a conversation action, a
+        call-log line) to our other devices in a sync copy; nothing if there are none."""
         copy = payload.Content(
             inner.message_id,
             inner.sent_ms,
@@ -191,10 +188,7 @@ class ConversationRules:
         devices = await self._api().devices()
         if not any(d.device_id != me.device_id for d in devices.devices):
             return  # no other device to tell
-        try:
-            await self._send_content(me.account_id, copy, sync=False)
-        except ClientError as exc:  # the server state is already right; they catch up
-            log.warning("could not tell our other devices: %s", exc)
+        await self._send_content(me.account_id, copy, sync=False)
 
     # --- reports --------------------------------------------------------------------------
     async def report(

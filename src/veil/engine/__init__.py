@@ -14,9 +14,10 @@ from veil.engine.attachments import (
     open_attachment,
     seal_attachment,
 )
-from veil.engine.call_log import EndedCall, call_outcome
+from veil.engine.call_log import EndedCall, call_log_content, call_outcome
 from veil.engine.engine import Engine, OutgoingCopy, TrustMode
 from veil.engine.events import (
+    CallLogSynced,
     CallSignalReceived,
     ConversationChanged,
     DecryptFailure,
@@ -55,6 +56,7 @@ __all__ = [
     "CALL_OUTCOMES",
     "AccountRecord",
     "CallLog",
+    "CallLogSynced",
     "CallSignalReceived",
     "Contact",
     "ConversationChanged",
@@ -87,6 +89,7 @@ __all__ = [
     "TypingChanged",
     "blob_size",
     "bundle",
+    "call_log_content",
     "call_outcome",
     "new_account_keys",
     "open_attachment",

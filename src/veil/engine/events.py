@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from veil.core.call_signal import CallSignal
 from veil.core.content import AttachmentPointer
+from veil.store import MessageRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,18 @@ class CallSignalReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class CallLogSynced:
+    """Another device of ours (``sender_device_id``) told us how a call with
+    ``conversation`` went: ``line`` is the call-log line now stored here (new, or a line that
+    only rang here given the fuller outcome; see :mod:`veil.engine.call_log`)."""
+
+    conversation: str
+    sender_device_id: int
+    line: MessageRecord
+    envelope_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReceiptReceived:
     """The peer's device got (``delivered``) or showed (``read``) our messages."""
 
@@ -141,7 +154,7 @@ class IdentityChanged:
 @dataclass(frozen=True, slots=True)
 class DecryptFailure:
     """An envelope that could not be used; ``reason`` is a stable code (see
-    :data:`veil.engine.engine.FAILURE_REASONS`). The envelope is acked and dropped."""
+    :data:`veil.engine.receive.FAILURE_REASONS`). The envelope is acked and dropped."""
 
     sender_account_id: str
     sender_device_id: int
@@ -185,4 +198,5 @@ Event = (
     | TimerChanged
     | ConversationChanged
     | CallSignalReceived
+    | CallLogSynced
 )

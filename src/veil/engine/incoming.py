@@ -14,7 +14,8 @@ ARCHITECTURE.md §1 live here on the receiving side:
   when they were sent, received ones from when they are first read
   (:meth:`veil.store.DeviceStore.mark_read`); a timer update sets the conversation's timer
   and is kept as a line of the conversation;
-* **conversation actions** from our other devices (accept, decline, block, unblock).
+* **conversation actions** from our other devices (accept, decline, block, unblock);
+* **call-log lines** from our other devices (:func:`veil.engine.call_log.record_synced_call`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from typing import Final
 
 from veil.core import content as payload
 from veil.core.errors import RemoteError
+from veil.engine.call_log import record_synced_call
 from veil.engine.events import (
+    CallLogSynced,
     CallSignalReceived,
     ConversationChanged,
     Event,
@@ -247,6 +250,8 @@ class Applier:
         destination = sync.destination
         if inner.action is not None:
             return self._action(envelope, destination, inner.action.action)
+        if inner.call_log is not None:
+            return self._call_log(envelope, destination, inner)
         if not self.store.settings(destination).known:
             self.store.set_state(destination, "accepted", self.now_ms)
         if inner.timer is not None:
@@ -277,6 +282,15 @@ class Applier:
                 inner.expire_timer_s,
             )
         ]
+
+    def _call_log(
+        self, envelope: IncomingEnvelope, peer: str, inner: payload.Content
+    ) -> list[Event]:
+        me = (self.me, envelope.sender_device_id)
+        line = record_synced_call(self.store, me, peer, inner, self.now_ms)
+        if line is None:
+            return []
+        return [CallLogSynced(peer, envelope.sender_device_id, line, envelope.envelope_id)]
 
     def _action(self, envelope: IncomingEnvelope, peer: str, action: int) -> list[Event]:
         apply_action(self.store, peer, action, self.now_ms)

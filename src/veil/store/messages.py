@@ -71,6 +71,15 @@ _MARK_READ: Final = (
     " THEN ? + expire_timer_s * 1000 ELSE expire_at_ms END"
     " WHERE conversation = ? AND direction = 'in' AND status = 'received'"
 )
+# A call line gets a fuller outcome; it counts as read (its timer starts, if it had not).
+_UPDATE_CALL: Final = (
+    "UPDATE messages SET call_media = ?, call_outcome = ?, call_end_reason = ?,"
+    " call_duration_ms = ?, status = CASE WHEN direction = 'in' THEN 'read' ELSE status END,"
+    " expire_at_ms = CASE WHEN expire_timer_s > 0 AND expire_at_ms IS NULL"
+    " THEN ? + expire_timer_s * 1000 ELSE expire_at_ms END"
+    " WHERE conversation = ? AND sender_account_id = ? AND message_id = ? AND kind = 'call'"
+    " AND call_outcome IN ({})"
+)
 _EXPIRE_BATCH: Final = 500
 _EXPIRED: Final = (
     "SELECT attachment_path FROM messages"
@@ -82,7 +91,8 @@ _DELETE_EXPIRED: Final = (
 )
 _SUMMARIES: Final = """
 WITH ranked AS (
-    SELECT conversation, sort_ms, text, seq,
+    SELECT conversation, sort_ms, text, seq, kind, direction,
+           call_media, call_outcome, call_end_reason, call_duration_ms,
            ROW_NUMBER() OVER win AS position,
            COUNT(*) OVER everything AS total,
            SUM(direction = 'in' AND status = 'received') OVER everything AS unread
@@ -91,7 +101,8 @@ WITH ranked AS (
            win AS (PARTITION BY conversation ORDER BY sort_ms DESC, seq DESC)
 )
 SELECT r.conversation, c.username, r.sort_ms, r.text, r.unread, r.total,
-       coalesce(s.timer_s, 0), coalesce(s.state, 'accepted')
+       coalesce(s.timer_s, 0), coalesce(s.state, 'accepted'), r.kind, r.direction,
+       r.call_media, r.call_outcome, r.call_end_reason, r.call_duration_ms
 FROM ranked AS r LEFT JOIN contacts AS c ON c.account_id = r.conversation
 LEFT JOIN conversations AS s ON s.conversation = r.conversation
 WHERE r.position = 1 AND (? IS NULL OR coalesce(s.state, 'accepted') = ?)
@@ -121,8 +132,7 @@ def status_may_change(direction: str, old: str, new: str) -> bool:
 def _record(row: Row) -> MessageRecord:
     conversation, message_id, direction, sender, device, sent, server, received = row[:8]
     text, attachment, path, status, kind, timer, expire_at, franking = row[8:16]
-    media, outcome, end_reason, duration = row[16:]
-    call = None if media is None else CallLog(media, outcome, end_reason, duration)
+    call = _call_log(row[16:])
     return MessageRecord(
         conversation,
         bytes(message_id),
@@ -142,6 +152,21 @@ def _record(row: Row) -> MessageRecord:
         None if franking is None else bytes(franking),
         call,
     )
+
+
+def _summary(row: Row) -> ConversationSummary:
+    conversation, username, last_ms, text, unread, count, timer_s, state = row[:8]
+    kind, direction = row[8:10]
+    return ConversationSummary(
+        conversation, username, int(last_ms), text, int(unread), int(count), int(timer_s),
+        state, kind, direction, _call_log(row[10:]),
+    )  # fmt: skip
+
+
+def _call_log(columns: Row) -> CallLog | None:
+    """The call details of a row's four call columns (None: not a call-log line)."""
+    media, outcome, end_reason, duration = columns
+    return None if media is None else CallLog(media, outcome, end_reason, duration)
 
 
 def _check_message(message: MessageRecord) -> None:
@@ -253,6 +278,34 @@ class MessageStore(StoreBase):
 
         return self._write(work)
 
+    def update_call(
+        self,
+        conversation: str,
+        sender_account_id: str,
+        call_id: bytes,
+        call: CallLog,
+        *,
+        replaces: Iterable[str],
+        now_ms: int,
+    ) -> bool:
+        """Give the call-log line ``call_id`` of this sender the details ``call``, if its
+        outcome now is one of ``replaces``; an incoming line becomes read (its disappearing
+        timer starts at ``now_ms``). Whether a line changed."""
+        _check_message(
+            MessageRecord(conversation, call_id, "in", sender_account_id, 0, 0, None, None,
+                          None, None, None, "read", "call", call=call)
+        )  # fmt: skip
+        wanted = sorted(set(replaces))
+        if not wanted or any(outcome not in CALL_OUTCOMES for outcome in wanted):
+            raise StoreError(f"unknown call outcomes to replace: {wanted!r}")
+        sql = _UPDATE_CALL.format(", ".join("?" * len(wanted)))
+        changed = self._exec(
+            sql,
+            (call.media, call.outcome, call.end_reason, call.duration_ms, now_ms, conversation,
+             sender_account_id, bytes(call_id), *wanted),
+        )  # fmt: skip
+        return changed > 0
+
     def set_attachment_path(self, conversation: str, message_id: bytes, path: str | None) -> bool:
         """Record where a message's downloaded attachment lives (relative to the profile).
 
@@ -282,12 +335,7 @@ class MessageStore(StoreBase):
         ``state`` (``"accepted"`` or ``"request"``) if given."""
         if state is not None and state not in CONVERSATION_STATES:
             raise StoreError(f"unknown conversation state {state!r}")
-        return [
-            ConversationSummary(
-                row[0], row[1], int(row[2]), row[3], int(row[4]), int(row[5]), *row[6:8]
-            )
-            for row in self._all(_SUMMARIES, (state, state))
-        ]
+        return [_summary(row) for row in self._all(_SUMMARIES, (state, state))]
 
     def mark_read(self, conversation: str, now_ms: int = 0) -> list[bytes]:
         """Mark the conversation's unread incoming messages (and missed-call lines) read and

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from veil.core.content import CALL_LOG_OUTCOMES
+
 TRUST_STATES: Final = frozenset({"unverified", "verified", "changed"})
 """Trust in a peer's identity key: never checked, checked by the user, or changed since."""
 
@@ -66,21 +68,13 @@ class Contact:
 
 
 CALL_MEDIA: Final = ("audio", "video")
-CALL_OUTCOMES: Final = (
-    "completed",
-    "missed",
-    "declined",
-    "busy",
-    "no_answer",
-    "cancelled",
-    "answered_elsewhere",
-    "failed",
-)
+CALL_OUTCOMES: Final = CALL_LOG_OUTCOMES
 """How a call ended, as the call log shows it: it connected (``completed``); an incoming
 call rang here unanswered (``missed``, also when this device was busy), was declined, or was
 taken on another of our devices (``answered_elsewhere``); an outgoing call was declined, met
 only busy devices (``busy``), rang out (``no_answer``) or was hung up before an answer
-(``cancelled``); or it was answered but never connected (``failed``)."""
+(``cancelled``); or it was answered but never connected (``failed``). The same words, in the
+same order, as a synced :class:`~veil.core.content.CallLogEntry` carries."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +156,13 @@ class ConversationSummary:
     """The conversation's disappearing-message timer (0: off)."""
     state: str = "accepted"
     """``"accepted"`` or ``"request"`` (a message request not yet accepted)."""
+    last_kind: str = "message"
+    """The latest line's kind (:data:`MESSAGE_KINDS`): a ``"call"`` or ``"timer"`` line has no
+    text; ``last_call`` (and ``last_direction``) say what to show instead."""
+    last_direction: str = "in"
+    """The latest line's direction, ``"in"`` or ``"out"``."""
+    last_call: CallLog | None = None
+    """The latest line's call details, when it is a call-log line (kind ``"call"``)."""
 
     def __repr__(self) -> str:
         """Every field but the text of the last message (its length only)."""
@@ -169,7 +170,9 @@ class ConversationSummary:
             f"ConversationSummary(conversation={self.conversation!r},"
             f" username={self.username!r}, last_ms={self.last_ms!r},"
             f" last_text={_hidden(self.last_text)}, unread={self.unread!r},"
-            f" count={self.count!r}, timer_s={self.timer_s!r}, state={self.state!r})"
+            f" count={self.count!r}, timer_s={self.timer_s!r}, state={self.state!r},"
+            f" last_kind={self.last_kind!r}, last_direction={self.last_direction!r},"
+            f" last_call={self.last_call!r})"
         )
 
 
