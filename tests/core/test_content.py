@@ -20,10 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from veil.core import protobuf as pb
+from veil.core.call_log import CALL_DIRECTIONS, CALL_LOG_OUTCOMES, CallLogEntry
 from veil.core.content import (
     ACTION_BLOCK,
-    CALL_DIRECTIONS,
-    CALL_LOG_OUTCOMES,
     MAX_ATTACHMENT_SIZE,
     MAX_NAME_BYTES,
     MAX_RECEIPT_IDS,
@@ -31,7 +30,6 @@ from veil.core.content import (
     PAD_BLOCK,
     RECEIPT_READ,
     AttachmentPointer,
-    CallLogEntry,
     Content,
     ConversationAction,
     Receipt,

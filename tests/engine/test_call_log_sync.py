@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from veil.core import content as payload
+from veil.core.call_log import CallLogEntry
 from veil.engine import EndedCall, call_log_content
 from veil.engine.call_log import record_call, record_synced_call
 from veil.store import CallLog, DeviceStore
@@ -45,7 +46,7 @@ def entry(
         "peer_device": 3 if direction == "incoming" else 0,
     }
     fields.update(changes)
-    return payload.Content(CALL, 1_000, call_log=payload.CallLogEntry(**fields))  # type: ignore[arg-type]
+    return payload.Content(CALL, 1_000, call_log=CallLogEntry(**fields))  # type: ignore[arg-type]
 
 
 def synced(store: DeviceStore, content: payload.Content, now_ms: int = 5_000) -> object:
@@ -140,7 +141,7 @@ def test_what_a_device_sends_about_its_own_line(store: DeviceStore) -> None:
     assert outgoing is not None and outgoing.call is not None
     content = call_log_content(outgoing)
     assert content is not None and content.call_log is not None
-    assert content.call_log == payload.CallLogEntry(
+    assert content.call_log == CallLogEntry(
         b"\x01" * 16, "outgoing", True, "no_answer", "timeout", None, 0
     )
     assert (content.message_id, content.sent_ms) == (b"\x01" * 16, 1_000)

@@ -8,7 +8,7 @@ What a Signal message carries, encoded with the core's strict protobuf codec
                 4: text (UTF-8), 5: Attachment, 6: Receipt, 7: SyncSent, 8: Typing,
                 9: SessionReset, 10: expire_timer_s, 11: TimerUpdate,
                 12: ConversationAction, 13: CallSignal (veil.core.call_signal),
-                14: CallLogEntry}
+                14: CallLogEntry (veil.core.call_log)}
     Attachment {1: blob id (32 lowercase hex), 2: key (32 bytes), 3: digest (SHA-256 of the
                 blob, 32 bytes), 4: size (plaintext bytes), 5: file name, 6: content type}
     Receipt    {1: kind (1 delivered, 2 read), 2: repeated message_id (16 bytes each)}
@@ -17,11 +17,7 @@ What a Signal message carries, encoded with the core's strict protobuf codec
     SessionReset {1: device id whose messages could not be read (1..127)}
     TimerUpdate {1: seconds (0 = off, else 5..86400)}
     ConversationAction {1: action (1 accept, 2 decline, 3 block, 4 unblock)}
-    CallLogEntry {1: call id (16 bytes), 2: direction (1 outgoing, 2 incoming), 3: video
-                (bool; absent means 0: a voice call), 4: outcome (1 completed, 2 missed,
-                3 declined, 4 busy, 5 no_answer, 6 cancelled, 7 answered_elsewhere, 8 failed),
-                5: end reason (1 to 32 of a-z0-9_), 6: connected duration in ms (present
-                exactly for a completed call), 7: the peer's device (1..127; absent: unknown)}
+    CallLogEntry (veil.core.call_log)
 
 Disappearing messages (ARCHITECTURE.md §1): a text/attachment message carries its own timer
 in ``expire_timer_s`` (0 or absent: it never disappears); a :class:`TimerUpdate` is the control
@@ -65,6 +61,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from veil.core import protobuf as pb
+from veil.core.call_log import (
+    CallLogEntry,
+    call_log_problem,
+    decode_call_log,
+    encode_call_log,
+)
 from veil.core.call_signal import CallSignal, call_problem, decode_call, encode_call
 from veil.core.errors import DecodeError, LocalError, VeilError
 from veil.core.rng import Rng
@@ -88,28 +90,8 @@ ACTION_DECLINE: Final = 2
 ACTION_BLOCK: Final = 3
 ACTION_UNBLOCK: Final = 4
 ACTIONS: Final = (ACTION_ACCEPT, ACTION_DECLINE, ACTION_BLOCK, ACTION_UNBLOCK)
-CALL_DIRECTIONS: Final = ("outgoing", "incoming")
-"""A call-log entry's directions, numbered from 1 on the wire."""
-CALL_LOG_OUTCOMES: Final = (
-    "completed",
-    "missed",
-    "declined",
-    "busy",
-    "no_answer",
-    "cancelled",
-    "answered_elsewhere",
-    "failed",
-)
-"""A call-log entry's outcomes, numbered from 1 on the wire (the store's call outcomes)."""
-_ONE_WAY_OUTCOMES: Final = {
-    "missed": "incoming",
-    "answered_elsewhere": "incoming",
-    "busy": "outgoing",
-    "no_answer": "outgoing",
-}
 
 _HEX32: Final = re.compile(r"[0-9a-f]{32}")
-_END_REASON: Final = re.compile(r"[a-z0-9_]{1,32}")
 _CONTENT: Final = {
     **{n: (pb.VARINT, False) for n in (1, 3, 10)},
     **{n: (pb.LEN, False) for n in (2, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14)},
@@ -121,10 +103,6 @@ _ATTACHMENT: Final = {
 _RECEIPT: Final = {1: (pb.VARINT, False), 2: (pb.LEN, True)}
 _SYNC: Final = {1: (pb.LEN, False), 2: (pb.LEN, False)}
 _ONE_UINT: Final = {1: (pb.VARINT, False)}
-_CALL_LOG: Final = {
-    **{n: (pb.LEN, False) for n in (1, 5)},
-    **{n: (pb.VARINT, False) for n in (2, 3, 4, 6, 7)},
-}
 MAX_DEVICE_ID: Final = 127
 
 
@@ -195,25 +173,6 @@ class ConversationAction:
     one of :data:`ACTIONS`."""
 
     action: int
-
-
-@dataclass(frozen=True, slots=True)
-class CallLogEntry:
-    """The call-log line of a call with the peer named by the enclosing sync copy, as the
-    device of ours that took part in it recorded it (see the module docstring)."""
-
-    call_id: bytes
-    direction: str
-    """``"outgoing"`` or ``"incoming"`` (:data:`CALL_DIRECTIONS`)."""
-    video: bool
-    outcome: str
-    """One of :data:`CALL_LOG_OUTCOMES`."""
-    end_reason: str
-    """The call's own end reason (``hangup``, ``timeout``, ``rejected``, ...)."""
-    duration_ms: int | None = None
-    """How long it was connected (None: it never connected)."""
-    peer_device: int = 0
-    """The peer's device that called or answered (0: none, or unknown)."""
 
 
 def timer_problem(seconds: int) -> str | None:
@@ -327,25 +286,7 @@ def _encode(c: Content) -> bytes:
     if c.call is not None:
         parts.append(pb.field_bytes(13, encode_call(c.call)))
     if c.call_log is not None:
-        parts.append(pb.field_bytes(14, _encode_call_log(c.call_log)))
-    return b"".join(parts)
-
-
-def _encode_call_log(e: CallLogEntry) -> bytes:
-    parts = [
-        pb.field_bytes(1, e.call_id),
-        pb.field_varint(2, CALL_DIRECTIONS.index(e.direction) + 1),
-    ]
-    if e.video:
-        parts.append(pb.field_varint(3, 1))
-    parts += [
-        pb.field_varint(4, CALL_LOG_OUTCOMES.index(e.outcome) + 1),
-        pb.field_bytes(5, e.end_reason.encode()),
-    ]
-    if e.duration_ms is not None:
-        parts.append(pb.field_varint(6, e.duration_ms))
-    if e.peer_device:
-        parts.append(pb.field_varint(7, e.peer_device))
+        parts.append(pb.field_bytes(14, encode_call_log(c.call_log)))
     return b"".join(parts)
 
 
@@ -430,7 +371,7 @@ def _body_problem(c: Content, nested: bool) -> str | None:
     elif c.call is not None:
         problem = call_problem(c.call)
     elif c.call_log is not None:
-        problem = _call_log_problem(c.call_log)
+        problem = call_log_problem(c.call_log)
     return problem
 
 
@@ -449,29 +390,6 @@ def _attachment_problem(a: AttachmentPointer) -> str | None:
     if len(a.file_name.encode()) > MAX_NAME_BYTES or len(a.content_type.encode()) > MAX_NAME_BYTES:
         return "file name or content type longer than 255 bytes"
     return None
-
-
-def _call_log_problem(e: CallLogEntry) -> str | None:
-    """What is wrong with a call-log entry, or None."""
-    return next(_call_log_problems(e), None)
-
-
-def _call_log_problems(e: CallLogEntry) -> Iterator[str]:
-    """The rules ``e`` breaks, in order (the caller stops at the first)."""
-    if len(e.call_id) != MESSAGE_ID_LEN:
-        yield "a call id is 16 bytes"
-    if e.direction not in CALL_DIRECTIONS or e.outcome not in CALL_LOG_OUTCOMES:
-        yield "unknown call direction or outcome"
-    if _ONE_WAY_OUTCOMES.get(e.outcome, e.direction) != e.direction:
-        yield f"an {e.direction} call cannot end {e.outcome}"
-    if _END_REASON.fullmatch(e.end_reason) is None:
-        yield "an end reason is 1 to 32 characters of a-z, 0-9 and _"
-    if (e.duration_ms is not None) != (e.outcome == "completed"):
-        yield "a call has a duration exactly when it completed"
-    if e.duration_ms is not None and not 0 <= e.duration_ms <= MAX_SENT_MS:
-        yield "call duration out of range"
-    if not 0 <= e.peer_device <= MAX_DEVICE_ID:
-        yield "peer device id out of range"
 
 
 def _receipt_problem(r: Receipt) -> str | None:
@@ -539,26 +457,7 @@ def _decode(data: bytes) -> Content:
         if 12 in f
         else None,
         call=decode_call(pb.get_bytes(f, 13, "call")) if 13 in f else None,
-        call_log=_decode_call_log(pb.get_bytes(f, 14, "call log")) if 14 in f else None,
-    )
-
-
-def _decode_call_log(data: bytes) -> CallLogEntry:
-    f = pb.parse(data, _CALL_LOG)
-    direction, outcome = _uint(f, 2, "call direction"), _uint(f, 4, "call outcome")
-    video = f.get(3, 0)
-    if not 1 <= direction <= len(CALL_DIRECTIONS) or not 1 <= outcome <= len(CALL_LOG_OUTCOMES):
-        raise DecodeError("unknown call direction or outcome")
-    if video not in (0, 1):
-        raise DecodeError("the video flag is 0 or 1")
-    return CallLogEntry(
-        call_id=pb.get_bytes(f, 1, "call id"),
-        direction=CALL_DIRECTIONS[direction - 1],
-        video=video == 1,
-        outcome=CALL_LOG_OUTCOMES[outcome - 1],
-        end_reason=_text(pb.get_bytes(f, 5, "end reason")),
-        duration_ms=_uint(f, 6, "call duration") if 6 in f else None,
-        peer_device=_uint(f, 7, "peer device") if 7 in f else 0,
+        call_log=decode_call_log(pb.get_bytes(f, 14, "call log")) if 14 in f else None,
     )
 
 

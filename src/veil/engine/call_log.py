@@ -15,7 +15,7 @@ how long it was connected. The conversation rules apply as to any message:
 
 Every device of ours shows the same line. The device that took part in a call -- the one that
 placed it, or the callee device that answered or declined it -- sends its line to our other
-devices in a sync copy (a :class:`~veil.core.content.CallLogEntry`, :func:`call_log_content`),
+devices in a sync copy (a :class:`~veil.core.call_log.CallLogEntry`, :func:`call_log_content`),
 and each of them records it (:func:`record_synced_call`), idempotently by call id:
 
 * a line that is not there yet is written (so the caller's other devices, which never see the
@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from veil.core import content as payload
+from veil.core.call_log import CallLogEntry
 from veil.store import CallLog, DeviceStore, MessageRecord
 
 Direction = Literal["outgoing", "incoming"]
@@ -149,7 +150,7 @@ def call_log_content(line: MessageRecord) -> payload.Content | None:
     if call is None or (line.direction == "in" and call.outcome in RANG_ONLY):
         return None
     incoming = line.direction == "in"
-    entry = payload.CallLogEntry(
+    entry = CallLogEntry(
         call_id=line.message_id,
         direction="incoming" if incoming else "outgoing",
         video=call.media == "video",

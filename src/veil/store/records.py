@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-from veil.core.content import CALL_LOG_OUTCOMES
+from veil.core.call_log import CALL_LOG_OUTCOMES
 
 TRUST_STATES: Final = frozenset({"unverified", "verified", "changed"})
 """Trust in a peer's identity key: never checked, checked by the user, or changed since."""
@@ -74,7 +74,7 @@ call rang here unanswered (``missed``, also when this device was busy), was decl
 taken on another of our devices (``answered_elsewhere``); an outgoing call was declined, met
 only busy devices (``busy``), rang out (``no_answer``) or was hung up before an answer
 (``cancelled``); or it was answered but never connected (``failed``). The same words, in the
-same order, as a synced :class:`~veil.core.content.CallLogEntry` carries."""
+same order, as a synced :class:`~veil.core.call_log.CallLogEntry` carries."""
 
 
 @dataclass(frozen=True, slots=True)
