@@ -14,15 +14,19 @@ This machine has neither, and a virtual camera (v4l2loopback) needs a kernel mod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
 import subprocess
 import sys
 from array import array
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
+from veil.client import Call
 
 from .conftest import People
 from .test_calls import Pump, loopback_only  # noqa: F401 (an autouse fixture)
@@ -120,61 +124,59 @@ def test_no_microphone_is_a_clear_error(people: People, no_alsa_devices: dict[st
     assert proc.stdout == ""  # it never said "waiting"
 
 
-async def test_the_default_microphone_is_opened_and_heard(
-    people: People, fake_microphone: dict[str, str]
-) -> None:
+@contextlib.asynccontextmanager
+async def cli_call_answered_by_bob(
+    people: People, env: dict[str, str], *args: str
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, Call]]:
+    """``veil call bob ARGS`` as alice's CLI, answered (voice) by bob's SDK once connected."""
     bob = Pump(people.bob)
-    env = {**os.environ, **fake_microphone}
     caller = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "veil", "--profile", str(people.alice.profile), "call", "bob",
-        "--audio", "mic", "--duration", "3", "--json",
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env},
     )  # fmt: skip
     try:
         incoming = await bob.incoming(timeout=20)
         answered = await incoming.accept(video=False)
         await answered.wait_for("connected", 15)
+        yield caller, answered
+    finally:
+        if caller.returncode is None:
+            caller.kill()
+            await caller.wait()
+        await people.bob.calls.close()
+        await bob.stop()
+
+
+async def finish(caller: asyncio.subprocess.Process) -> tuple[dict[str, object], str]:
+    """Wait for the CLI call to end: its JSON summary and its stderr."""
+    out, err = await asyncio.wait_for(caller.communicate(), 30)
+    assert caller.returncode == 0, err.decode()
+    summary: dict[str, object] = json.loads(out.decode().splitlines()[-1])
+    return summary, err.decode()
+
+
+async def test_the_default_microphone_is_opened_and_heard(
+    people: People, fake_microphone: dict[str, str]
+) -> None:
+    args = ("--audio", "mic", "--duration", "3", "--json")
+    async with cli_call_answered_by_bob(people, fake_microphone, *args) as (caller, answered):
         for _ in range(100):  # the tone takes a moment through Opus
             await asyncio.sleep(0.05)
             if answered.audio_in.frames > 30 and answered.audio_in.frequency():
                 break
         assert abs(answered.audio_in.frequency() - MIC_HZ) < 10
-        out, err = await asyncio.wait_for(caller.communicate(), 30)
-        assert caller.returncode == 0, err.decode()
-        summary = json.loads(out.decode().splitlines()[-1])
+        summary, err = await finish(caller)
         assert summary["type"] == "summary" and summary["end_reason"] == "hangup"
-        assert b"Traceback" not in err and b"ALSA lib" not in err
-    finally:
-        if caller.returncode is None:
-            caller.kill()
-            await caller.wait()
-        await people.bob.calls.close()
-        await bob.stop()
+        assert "Traceback" not in err and "ALSA lib" not in err
 
 
 async def test_default_sources_fall_back_to_the_tone_and_say_so(
     people: People, no_alsa_devices: dict[str, str]
 ) -> None:
-    bob = Pump(people.bob)
-    env = {**os.environ, **no_alsa_devices}
-    caller = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "veil", "--profile", str(people.alice.profile), "call", "bob",
-        "--audio", "default", "--duration", "1", "--json",
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-    )  # fmt: skip
-    try:
-        incoming = await bob.incoming(timeout=20)
-        answered = await incoming.accept(video=False)
-        await answered.wait_for("connected", 15)
-        out, err = await asyncio.wait_for(caller.communicate(), 30)
-        assert caller.returncode == 0, err.decode()
-        assert json.loads(out.decode().splitlines()[-1])["connected_ms"] is not None
-        [note] = err.decode().splitlines()
+    args = ("--audio", "default", "--duration", "1", "--json")
+    async with cli_call_answered_by_bob(people, no_alsa_devices, *args) as (caller, _):
+        summary, err = await finish(caller)
+        assert summary["connected_ms"] is not None
+        [note] = err.splitlines()
         assert note.startswith("veil: no microphone found: ALSA device 'default'")
         assert note.endswith(": sending a 440 Hz tone instead")
-    finally:
-        if caller.returncode is None:
-            caller.kill()
-            await caller.wait()
-        await people.bob.calls.close()
-        await bob.stop()

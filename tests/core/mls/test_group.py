@@ -368,15 +368,7 @@ def test_group_context_extensions_required_capabilities(rng: Rng) -> None:
 def test_RFC9420_12_1_7_required_capabilities(rng: Rng) -> None:
     states = grow(rng, 2)
     gce = Proposal(GroupContextExtensions((_required(GREASE_EXT),)))
-    with pytest.raises(ValidationError) as info:
-        g.commit(states[0], rng, [gce])
-    assert info.value.requirement == "RFC9420-12.1.7-required-capabilities"
-    forged = forge(states[0], Commit((ProposalOrRef(gce),)), rng)
-    expect_rejected(
-        "RFC9420-12.1.7-required-capabilities",
-        states[1],
-        lambda: g.process_commit(states[1], forged),
-    )
+    refused_both_ways("RFC9420-12.1.7-required-capabilities", states, gce, rng)
 
 
 def test_external_commit_join(rng: Rng) -> None:
@@ -536,6 +528,17 @@ def forge(state: GroupState, body: Commit, rng: Rng) -> MLSMessage:
 
 def by_value(*proposals: Proposal) -> tuple[ProposalOrRef, ...]:
     return tuple(ProposalOrRef(p) for p in proposals)
+
+
+def refused_both_ways(
+    requirement: str, states: list[GroupState], proposal: Proposal, rng: Rng
+) -> None:
+    """Member 0 refuses to commit ``proposal``; member 1 refuses it in a forged Commit."""
+    with pytest.raises(ValidationError) as info:
+        g.commit(states[0], rng, [proposal])
+    assert info.value.requirement == requirement
+    forged = forge(states[0], Commit(by_value(proposal)), rng)
+    expect_rejected(requirement, states[1], lambda: g.process_commit(states[1], forged))
 
 
 def _update_leaf(state: GroupState, rng: Rng) -> Proposal:
