@@ -104,3 +104,15 @@ async def test_an_incoming_call_is_answered_in_the_tui(
         await until(pilot, lambda: any("Incoming voice call, 0:0" in r for r in rows(app)), "log")
         await type_line(pilot, "/hangup")
         await until(pilot, lambda: "no call to hang up" in status(app), "nothing to hang up")
+
+
+async def test_the_once_a_second_tick_after_the_widgets_are_gone_does_nothing(
+    people: People, alice_tui: Client
+) -> None:
+    """The tick timer can fire while the app is closing (seen in CI): it must not crash."""
+    app = ChatApp(alice_tui, name="bob")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        await app.screen.query_one("#call").remove()  # as when the app tears down its widgets
+        await app._tick()  # the timer's callback, called at the bad moment
+        assert app.is_running

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.widgets import Footer, Input, Label, ListItem, ListView, Static
 
 from veil.cli import tui_render as render
@@ -241,7 +242,16 @@ class ChatApp(App[None]):
         pane.scroll_end(animate=False)
 
     async def _tick(self) -> None:
-        """Once a second: delete what expired, redraw countdowns, forget stale typing."""
+        """Once a second: delete what expired, redraw countdowns, forget stale typing.
+
+        The timer can fire while the app is closing, after its widgets are gone: then it
+        does nothing."""
+        try:
+            await self._tick_once()
+        except NoMatches:
+            return
+
+    async def _tick_once(self) -> None:
         if self._typing_until and time.monotonic() > self._typing_until:
             self.set_status("")
         self.calls.show()
