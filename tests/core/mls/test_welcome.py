@@ -86,8 +86,10 @@ class Scene:
         psks: Callable[[PreSharedKeyID], bytes | None] = lambda _p: None,
         init_priv: bytes | None = None,
     ) -> Any:
-        signer = signer or (lambda leaf: self.sig_pub if leaf == 3 else None)
-        return open_welcome(welcome, self.kp, init_priv or self.init_priv, signer, psks)
+        key = signer or (lambda leaf: self.sig_pub if leaf == 3 else None)
+        return open_welcome(
+            welcome, self.kp, init_priv or self.init_priv, lambda info: key(info.signer), psks
+        )
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ as it was (ARCHITECTURE.md §6.2).
 * group life: :func:`create_group` (§11), :func:`create_key_package` /
   :func:`validate_key_package` (§10), :func:`join_welcome` (§12.4.3.1),
   :func:`join_external` (§12.4.3.2), :func:`signed_group_info` (§12.4.3);
+* reinitialization and branching (§11.2, §11.3): :func:`reinit_group` / :func:`join_reinit`,
+  :func:`branch_group` / :func:`join_branch` (:mod:`veil.core.mls.group_resume`);
 * proposals (§12.1): :func:`propose` (any proposal, as PublicMessage or PrivateMessage),
   :func:`propose_update` (a fresh leaf key, kept until a Commit applies it),
   :func:`external_proposal` (an ``external_senders`` entry, §12.1.8) and
@@ -42,6 +44,13 @@ from veil.core.mls.group_process import (
     process_proposal,
     stage_commit,
 )
+from veil.core.mls.group_resume import (
+    ResumedGroup,
+    branch_group,
+    join_branch,
+    join_reinit,
+    reinit_group,
+)
 from veil.core.mls.group_state import CachedProposal, GroupState, create_group, with_proposal
 from veil.core.mls.proposals_validate import validate_key_package
 from veil.core.mls.secret_tree import SecretTree
@@ -68,14 +77,18 @@ __all__ = [
     "GroupState",
     "KeyPackageBundle",
     "ProposalReceived",
+    "ResumedGroup",
     "StagedCommit",
+    "branch_group",
     "commit",
     "create_group",
     "create_key_package",
     "decrypt",
     "encrypt_application",
     "external_proposal",
+    "join_branch",
     "join_external",
+    "join_reinit",
     "join_welcome",
     "make_leaf_node",
     "merge",
@@ -85,6 +98,7 @@ __all__ = [
     "process_proposal",
     "propose",
     "propose_update",
+    "reinit_group",
     "signed_group_info",
     "validate_key_package",
 ]

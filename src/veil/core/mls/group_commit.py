@@ -20,6 +20,7 @@ from veil.core.errors import LocalError
 from veil.core.mls import tree_math as tm
 from veil.core.mls.framing import sign_content
 from veil.core.mls.group_epoch import (
+    ResumptionPsk,
     StagedCommit,
     next_epoch,
     provisional_context,
@@ -118,13 +119,50 @@ def commit(
     ``path``: None = only when required (§12.4), True = always, False = never (a LocalError
     if required). ``psks`` maps external psk_id to PSK for PreSharedKey proposals.
     """
-    state.check_usable()
-    s = state.suite
     me = Sender.member(state.own_leaf)
     items = _cached_items(state) if include_cached else []
     items += [ProposalItem(p, me) for p in proposals]
+    return commit_items(
+        state,
+        rng,
+        items,
+        path=path,
+        psks=psks,
+        private=private,
+        ratchet_tree_in_welcome=ratchet_tree_in_welcome,
+        external_pub=external_pub,
+        authenticated_data=authenticated_data,
+        now=now,
+    )
+
+
+def commit_items(
+    state: GroupState,
+    rng: Rng,
+    items: list[ProposalItem],
+    *,
+    path: bool | None = None,
+    psks: Mapping[bytes, bytes] | None = None,
+    private: bool = False,
+    ratchet_tree_in_welcome: bool = True,
+    external_pub: bool = True,
+    authenticated_data: bytes = b"",
+    now: int | None = None,
+    resumed: ResumptionPsk | None = None,
+) -> CommitResult:
+    """:func:`commit` of a chosen proposal list. ``resumed`` is only for the first Commit of
+    a reinitialized or branched group (:mod:`veil.core.mls.group_resume`): its PreSharedKey
+    proposal, of usage reinit or branch, is valid there and nowhere else (§12.1.4)."""
+    state.check_usable()
+    s = state.suite
+    me = Sender.member(state.own_leaf)
+    usage = None
+    if resumed is not None:
+        if state.epoch != 0 or state.tree.member_count() != 1:
+            raise LocalError("a reinit/branch PSK only starts a new group (§11.2, §11.3)")
+        usage = resumed.psk_id.usage
     applied = apply_proposals(
-        s, state.tree, state.group_id, state.context.extensions, items, state.own_leaf, now
+        s, state.tree, state.group_id, state.context.extensions, items, state.own_leaf, now, usage
     )
     use_path = applied.path_required if path is None else path
     if applied.path_required and not use_path:
@@ -139,7 +177,7 @@ def commit(
     ac = sign_content(
         s, state.signature_priv, wire_format, framed, state.context, rng, confirmation_tag=b""
     )
-    psk = psk_secret_for(state, applied.psk_ids, psks)
+    psk = psk_secret_for(state, applied.psk_ids, psks, resumed)
     context, secrets = next_epoch(
         s,
         state.context,

@@ -6,7 +6,8 @@
   us is staged with ``removed=True`` and no state.
 * :func:`provisional_context` -- the GroupContext used to encrypt and decrypt path secrets.
 * :func:`psk_secret_for` -- §8.4 over the committed PreSharedKeyIDs: external PSKs from the
-  caller's mapping, resumption PSKs from the state (``RFC9420-12.4.2-psk-available``).
+  caller's mapping, resumption PSKs from the state (``RFC9420-12.4.2-psk-available``), and
+  the :class:`ResumptionPsk` of another group that starts a reinitialized or branched group.
 * :func:`external_init_secret` / :func:`external_init_receive` -- §8.3.
 * :func:`next_epoch` -- transcript hashes and key schedule of the new epoch.
 * :func:`signed_group_info` -- a GroupInfo of the current epoch (§12.4.3), with the
@@ -81,15 +82,30 @@ def provisional_context(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ResumptionPsk:
+    """A reinit or branch resumption PSK (§8.6, §11.2, §11.3): its id (naming the old group
+    and epoch) and its value, the old group's ``resumption_psk`` of that epoch."""
+
+    psk_id: PreSharedKeyID
+    value: bytes = field(repr=False)
+
+
 def psk_secret_for(
-    state: GroupState, ids: Sequence[PreSharedKeyID], psks: Mapping[bytes, bytes] | None
+    state: GroupState,
+    ids: Sequence[PreSharedKeyID],
+    psks: Mapping[bytes, bytes] | None,
+    resumed: ResumptionPsk | None = None,
 ) -> bytes | None:
     """psk_secret (§8.4) of the committed PSKs, or None (all zero) if there are none."""
     if not ids:
         return None
     items = []
     for psk_id in ids:
-        value = psk_value(state.group_id, psk_id, psks, state.resumption_psk)
+        if resumed is not None and psk_id == resumed.psk_id:
+            value: bytes | None = resumed.value
+        else:
+            value = psk_value(state.group_id, psk_id, psks, state.resumption_psk)
         if value is None:
             raise ValidationError("RFC9420-12.4.2-psk-available", f"type {int(psk_id.psktype)}")
         items.append(Psk.of(psk_id, value))

@@ -4,16 +4,18 @@
 * :func:`make_leaf_node` -- a signed LeafNode (§7.2);
 * :func:`create_key_package` -- a device's KeyPackage with its private keys (§10), as a
   :class:`KeyPackageBundle` whose ``repr`` hides the keys;
-* :func:`join_welcome` -- every step of §12.4.3.1: the Welcome's cryptographic checks
-  (:mod:`veil.core.mls.welcome`), the ratchet tree (given, else the ``ratchet_tree``
-  extension, ``RFC9420-12.4.3.1-ratchet-tree``) and its integrity (tree hash, parent hashes,
-  leaves, unmerged leaves, unique keys), our leaf (``RFC9420-12.4.3.1-own-leaf``), the
-  private keys derived from the path secret (each must match the tree), then the state.
+* :func:`join_welcome` -- every step of §12.4.3.1 (:func:`join_checked`, shared with the
+  reinit/branch joins of :mod:`veil.core.mls.group_resume`): the Welcome's cryptographic
+  checks (:func:`veil.core.mls.welcome.open_welcome`, the one implementation), the ratchet
+  tree (given, else the ``ratchet_tree`` extension, ``RFC9420-12.4.3.1-ratchet-tree``) and
+  its integrity (tree hash, parent hashes, leaves, unmerged leaves, unique keys), our leaf
+  (``RFC9420-12.4.3.1-own-leaf``), the private keys derived from the path secret (each must
+  match the tree), then the state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from veil.core.errors import DecodeError, LocalError
@@ -21,7 +23,6 @@ from veil.core.mls import tree_math as tm
 from veil.core.mls.errors import ValidationError
 from veil.core.mls.group_epoch import psk_value
 from veil.core.mls.group_state import GroupState, new_epoch_state
-from veil.core.mls.key_schedule import from_joiner
 from veil.core.mls.proposals_validate import check_context_extensions, validate_key_package
 from veil.core.mls.structs.common import (
     Capabilities,
@@ -41,15 +42,7 @@ from veil.core.mls.suite import CipherSuite, suite
 from veil.core.mls.tree import RatchetTree
 from veil.core.mls.tree_validate import validate_tree
 from veil.core.mls.treekem import TreeKeys, keys_from_path_secret
-from veil.core.mls.welcome import (
-    check_confirmation,
-    check_resumption_epoch,
-    decrypt_group_info,
-    decrypt_group_secrets,
-    find_entry,
-    resolve_psks,
-    verify_group_info,
-)
+from veil.core.mls.welcome import JoinedEpoch, PskLookup, open_welcome, special_resumption
 from veil.core.rng import Rng
 
 
@@ -151,31 +144,44 @@ def signer_key_of(tree: RatchetTree, index: int) -> bytes | None:
     return None if leaf is None else leaf.signature_key
 
 
-def join_welcome(
-    welcome: Welcome,
-    bundle: KeyPackageBundle,
-    ratchet_tree: RatchetTree | None = None,
-    psks: Mapping[bytes, bytes] | None = None,
-    now: int | None = None,
-    resumption_psks: Mapping[tuple[bytes, int], bytes] | None = None,
-) -> GroupState:
-    """Join from a Welcome (§12.4.3.1); ``psks`` maps external psk_id to PSK and
-    ``resumption_psks`` maps (group id, epoch) to a resumption PSK we hold."""
-    kp = bundle.key_package
-    s = suite(kp.cipher_suite)
-    entry = find_entry(s, welcome, kp)
-    secrets = decrypt_group_secrets(s, bundle.init_priv, welcome, entry)
+PskPair = tuple[bytes, int]
+
+
+def welcome_psk_lookup(
+    psks: Mapping[bytes, bytes] | None,
+    resumption: Callable[[bytes, int], bytes | None],
+) -> PskLookup:
+    """The PSKs a joiner holds: external ones by psk_id, resumption ones by (group, epoch)."""
 
     def lookup(psk_id: PreSharedKeyID) -> bytes | None:
         if psk_id.psktype == PSKType.RESUMPTION:
-            return (resumption_psks or {}).get((psk_id.psk_group_id, psk_id.psk_epoch))
+            return resumption(psk_id.psk_group_id, psk_id.psk_epoch)
         return psk_value(b"", psk_id, psks)
 
-    psk = resolve_psks(s, secrets.psks, lookup)
-    info = decrypt_group_info(s, welcome, secrets.joiner_secret, psk)
-    tree = tree_from_info(info, ratchet_tree)
-    verify_group_info(s, info, lambda index: signer_key_of(tree, index))
-    check_resumption_epoch(secrets.psks, info)
+    return lookup
+
+
+def join_checked(
+    welcome: Welcome,
+    bundle: KeyPackageBundle,
+    ratchet_tree: RatchetTree | None,
+    lookup: PskLookup,
+    now: int | None,
+) -> tuple[GroupState, JoinedEpoch]:
+    """Every step of §12.4.3.1 but the reinit/branch ones: the Welcome's checks
+    (:func:`~veil.core.mls.welcome.open_welcome`, with the signer's key taken from the tree
+    given or carried by the GroupInfo), the tree, our leaf and path keys, the state."""
+    kp = bundle.key_package
+    s = suite(kp.cipher_suite)
+    trees: list[RatchetTree] = []
+
+    def signer_key(info: GroupInfo) -> bytes | None:
+        tree = tree_from_info(info, ratchet_tree)
+        trees.append(tree)
+        return signer_key_of(tree, info.signer)
+
+    joined = open_welcome(welcome, kp, bundle.init_priv, signer_key, lookup)
+    info, secrets, tree = joined.group_info, joined.group_secrets, trees[-1]
     ctx = info.group_context
     validate_tree(tree, s, ctx.group_id, ctx.tree_hash)
     check_context_extensions(tree, ctx.extensions)
@@ -187,10 +193,33 @@ def join_welcome(
         node = tm.common_ancestor(tm.leaf_node(own), tm.leaf_node(info.signer))
         derived = keys_from_path_secret(tree, s, info.signer, node, secrets.path_secret.path_secret)
         keys = keys.with_keys(derived.private_keys)
-    epoch_secrets = from_joiner(s, secrets.joiner_secret, psk, ctx.to_bytes())
-    check_confirmation(s, info, epoch_secrets)
     if now is not None:
         validate_key_package(s, kp, now)
-    return new_epoch_state(
-        s, ctx, tree, own, keys, bundle.signature_priv, epoch_secrets, info.confirmation_tag
+    state = new_epoch_state(
+        s, ctx, tree, own, keys, bundle.signature_priv, joined.epoch_secrets, info.confirmation_tag
     )
+    return state, joined
+
+
+def join_welcome(
+    welcome: Welcome,
+    bundle: KeyPackageBundle,
+    ratchet_tree: RatchetTree | None = None,
+    psks: Mapping[bytes, bytes] | None = None,
+    now: int | None = None,
+    resumption_psks: Mapping[PskPair, bytes] | None = None,
+) -> GroupState:
+    """Join from a Welcome (§12.4.3.1); ``psks`` maps external psk_id to PSK and
+    ``resumption_psks`` maps (group id, epoch) to a resumption PSK we hold.
+
+    A Welcome with a reinit or branch resumption PSK needs the checks against the old group
+    (``RFC9420-12.4.3.1-resumption-checks``): join it with ``group_resume.join_reinit`` or
+    ``group_resume.join_branch``."""
+    kept = resumption_psks or {}
+    lookup = welcome_psk_lookup(psks, lambda group, epoch: kept.get((group, epoch)))
+    state, joined = join_checked(welcome, bundle, ratchet_tree, lookup, now)
+    if any(special_resumption(p) for p in joined.group_secrets.psks):
+        raise ValidationError(
+            "RFC9420-12.4.3.1-resumption-checks", "reinit/branch Welcome: join with the old group"
+        )
+    return state

@@ -1,11 +1,12 @@
 """Validating and applying proposals (RFC 9420 §7.3, §10.1, §12.1, §12.2, §12.3).
 
-* :func:`validate_key_package` -- §10.1 (suite, version, signature, leaf node, lifetime
-  against a caller-supplied ``now``, distinct init key);
-* :func:`validate_group_leaf` -- §7.3 checks of a LeafNode that depend on the group
-  (required capabilities, credential types in use, lifetime);
+* :func:`validate_key_package`, :func:`validate_group_leaf`, :func:`check_context_extensions`
+  -- §10.1 and §7.3, from :mod:`veil.core.mls.leaf_validate` (re-exported here);
 * :func:`check_proposal` -- the per-proposal rules of §12.1 (and §12.1.8 for external
-  senders);
+  senders); a PreSharedKey of a reinit or branch resumption PSK is invalid
+  (``RFC9420-12.1.4-psk-usage``) except in the first Commit of a group created by a
+  reinitialization or a branch (:mod:`veil.core.mls.group_resume`), which passes that usage
+  as ``resumption_usage``;
 * :func:`apply_proposals` -- §12.2 list validation (regular or external Commit) and the
   application order of §12.3: GroupContextExtensions, Updates, Removes, Adds, then PSKs,
   ExternalInit and ReInit are noted. Returns a new tree; nothing is modified.
@@ -19,19 +20,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from veil.core.errors import DecodeError
 from veil.core.mls.errors import ValidationError
-from veil.core.mls.structs.common import (
-    Extension,
-    ExtensionType,
-    ExternalSender,
-    LeafNodeSource,
-    Lifetime,
-    ProtocolVersion,
-    RequiredCapabilities,
-    decode_external_senders,
-    find_extension,
+from veil.core.mls.leaf_validate import (
+    MAX_LIFETIME_S,
+    check_context_extensions,
+    external_senders,
+    required_capabilities,
+    validate_group_leaf,
+    validate_key_package,
 )
+from veil.core.mls.structs.common import Extension, LeafNodeSource, ProtocolVersion
 from veil.core.mls.structs.framing import Sender, SenderType
 from veil.core.mls.structs.key_package import KeyPackage
 from veil.core.mls.structs.proposals import (
@@ -48,10 +46,22 @@ from veil.core.mls.structs.proposals import (
     ResumptionPSKUsage,
     Update,
 )
-from veil.core.mls.structs.tree import LeafNode
 from veil.core.mls.suite import CipherSuite
 from veil.core.mls.tree import RatchetTree
-from veil.core.mls.tree_validate import DEFAULT_EXTENSIONS, check_unique_keys, validate_leaf_node
+from veil.core.mls.tree_validate import check_unique_keys, validate_leaf_node
+
+__all__ = [
+    "MAX_LIFETIME_S",
+    "Applied",
+    "ProposalItem",
+    "apply_proposals",
+    "check_context_extensions",
+    "check_proposal",
+    "external_senders",
+    "required_capabilities",
+    "validate_group_leaf",
+    "validate_key_package",
+]
 
 EXTERNAL_SENDER_TYPES = frozenset(
     {
@@ -103,134 +113,6 @@ def _fail(requirement: str, detail: str = "") -> ValidationError:
     return ValidationError(requirement, detail)
 
 
-# --- group-dependent leaf validation (§7.3, §10.1) ----------------------------------------
-
-
-def required_capabilities(extensions: Sequence[Extension]) -> RequiredCapabilities | None:
-    data = find_extension(extensions, ExtensionType.REQUIRED_CAPABILITIES)
-    if data is None:
-        return None
-    try:
-        return RequiredCapabilities.from_bytes(data)
-    except DecodeError:
-        raise _fail("RFC9420-11.1-required-capabilities", "malformed extension") from None
-
-
-def external_senders(extensions: Sequence[Extension]) -> tuple[ExternalSender, ...]:
-    data = find_extension(extensions, ExtensionType.EXTERNAL_SENDERS)
-    if data is None:
-        return ()
-    try:
-        return decode_external_senders(data)
-    except DecodeError:
-        raise _fail("RFC9420-12.1.8.1-external-senders", "malformed extension") from None
-
-
-def _supports(leaf: LeafNode, required: RequiredCapabilities | None) -> bool:
-    if required is None:
-        return True
-    caps = leaf.capabilities
-    return (
-        all(t in caps.extensions or t in DEFAULT_EXTENSIONS for t in required.extension_types)
-        and all(t in caps.proposals or t <= 7 for t in required.proposal_types)
-        and all(t in caps.credentials for t in required.credential_types)
-    )
-
-
-def _supports_extensions(leaf: LeafNode, extensions: Sequence[Extension]) -> bool:
-    return all(
-        e.extension_type in DEFAULT_EXTENSIONS or e.extension_type in leaf.capabilities.extensions
-        for e in extensions
-    )
-
-
-MAX_LIFETIME_S = 90 * 86400
-"""Veil's maximum total lifetime of a LeafNode (§7.2: "Applications MUST define a maximum
-total lifetime ... and reject any LeafNode where the total lifetime is longer"). It is part of
-the time policy, so, like the lifetime itself, it is checked when the caller passes ``now``
-(other implementations publish KeyPackages valid for 0 .. 2^64-1, as the official vectors
-do; a caller that must accept those passes no time)."""
-
-
-def _alive(lifetime: Lifetime | None, now: int) -> bool:
-    return lifetime is None or (
-        lifetime.not_before <= now <= lifetime.not_after
-        and lifetime.not_after - lifetime.not_before <= MAX_LIFETIME_S
-    )
-
-
-def validate_group_leaf(
-    tree: RatchetTree,
-    extensions: Sequence[Extension],
-    leaf: LeafNode,
-    replacing: int | None = None,
-    now: int | None = None,
-) -> None:
-    """§7.3 checks of ``leaf`` against the group: required capabilities, credential types
-    supported both ways (ignoring the leaf it replaces), lifetime when ``now`` is given."""
-    if not _supports(leaf, required_capabilities(extensions)):
-        raise _fail("RFC9420-7.3-required-capabilities")
-    if not _credentials_compatible(tree, leaf, replacing):
-        ctype = leaf.credential.credential_type
-        for index, member in tree.leaves():  # only to name the leaf in the error
-            if index != replacing and (
-                ctype not in member.capabilities.credentials
-                or member.credential.credential_type not in leaf.capabilities.credentials
-            ):
-                raise _fail("RFC9420-7.3-credential-supported", f"leaf {index}")
-    if now is not None and not _alive(leaf.lifetime, now):
-        raise _fail("RFC9420-7.3-lifetime")
-
-
-def _credentials_compatible(tree: RatchetTree, leaf: LeafNode, replacing: int | None) -> bool:
-    """§7.3: every member but ``replacing`` supports the leaf's credential type, and the leaf
-    supports every credential type those members use (counted by the tree's index)."""
-    index = tree.index
-    members, supported = index.members, index.supported.get(leaf.credential.credential_type, 0)
-    in_use = dict(index.credential_types)
-    old = None if replacing is None or replacing >= tree.n_leaves else tree.leaf_node(replacing)
-    if old is not None:
-        members -= 1
-        supported -= leaf.credential.credential_type in old.capabilities.credentials
-        in_use[old.credential.credential_type] -= 1
-    if supported != members:
-        return False
-    return all(t in leaf.capabilities.credentials for t, count in in_use.items() if count)
-
-
-def validate_key_package(
-    s: CipherSuite, kp: KeyPackage, now: int | None = None, version: int = ProtocolVersion.MLS10
-) -> None:
-    """§10.1: suite and version, signature, leaf node (source key_package), lifetime if
-    ``now`` is given, and an init key distinct from the leaf's encryption key."""
-    if kp.cipher_suite != s.id:
-        raise _fail("RFC9420-10.1-cipher-suite")
-    if kp.version != version:
-        raise _fail("RFC9420-10.1-version")
-    if not s.verify_with_label(
-        kp.leaf_node.signature_key, b"KeyPackageTBS", kp.tbs(), kp.signature
-    ):
-        raise _fail("RFC9420-10.1-signature")
-    validate_leaf_node(s, kp.leaf_node, b"", 0, LeafNodeSource.KEY_PACKAGE)
-    if now is not None and not _alive(kp.leaf_node.lifetime, now):
-        raise _fail("RFC9420-10.1-lifetime")
-    if kp.init_key == kp.leaf_node.encryption_key:
-        raise _fail("RFC9420-10.1-init-key-distinct")
-
-
-def check_context_extensions(tree: RatchetTree, extensions: Sequence[Extension]) -> None:
-    """§12.1.7, §11.1: every member supports the group's extensions and required
-    capabilities; the extensions Veil interprets (required_capabilities, external_senders,
-    §12.1.8.1) must parse, so a malformed one is refused when it is set, not when used."""
-    required = required_capabilities(extensions)
-    external_senders(extensions)
-    for index, leaf in tree.leaves():
-        if not _supports(leaf, required):
-            raise _fail("RFC9420-12.1.7-required-capabilities", f"leaf {index}")
-        if not _supports_extensions(leaf, extensions):
-            raise _fail("RFC9420-12.1.7-extension-supported", f"leaf {index}")
-
-
 # --- single proposals (§12.1) ---------------------------------------------------------------
 
 
@@ -241,8 +123,11 @@ def check_proposal(
     extensions: Sequence[Extension],
     item: ProposalItem,
     now: int | None = None,
+    resumption_usage: ResumptionPSKUsage | None = None,
 ) -> None:
-    """The rules of §12.1 for one proposal as received (before any Commit applies it)."""
+    """The rules of §12.1 for one proposal as received (before any Commit applies it).
+    ``resumption_usage`` (reinit or branch) is allowed only for the first Commit of a
+    reinitialized or branched group."""
     body, sender = item.proposal.body, item.sender
     external = sender.sender_type == SenderType.EXTERNAL
     if external and item.proposal.proposal_type not in EXTERNAL_SENDER_TYPES:
@@ -258,7 +143,7 @@ def check_proposal(
         if body.removed >= tree.n_leaves or tree.leaf_node(body.removed) is None:
             raise _fail("RFC9420-12.1.3-remove-blank", f"leaf {body.removed}")
     elif isinstance(body, PreSharedKey):
-        _check_psk(s, body.psk)
+        _check_psk(s, body.psk, resumption_usage)
     elif isinstance(body, ReInit) and body.version < ProtocolVersion.MLS10:
         raise _fail("RFC9420-12.1.5-reinit-version")
 
@@ -283,8 +168,11 @@ def _check_update(
     validate_group_leaf(tree, extensions, body.leaf_node, sender.index, now)
 
 
-def _check_psk(s: CipherSuite, psk: PreSharedKeyID) -> None:
-    if psk.psktype == PSKType.RESUMPTION and psk.usage != ResumptionPSKUsage.APPLICATION:
+def _check_psk(s: CipherSuite, psk: PreSharedKeyID, allowed: ResumptionPSKUsage | None) -> None:
+    if psk.psktype == PSKType.RESUMPTION and psk.usage not in (
+        ResumptionPSKUsage.APPLICATION,
+        allowed,
+    ):
         raise _fail("RFC9420-12.1.4-psk-usage")
     if len(psk.psk_nonce) != s.nh:
         raise _fail("RFC9420-12.1.4-psk-nonce-length")
@@ -369,11 +257,13 @@ def apply_proposals(
     items: Sequence[ProposalItem],
     committer: int | None,
     now: int | None = None,
+    resumption_usage: ResumptionPSKUsage | None = None,
 ) -> Applied:
     """Validate the list (§12.2; ``committer`` is None for an external Commit) and apply it
-    in the order of §12.3. The inputs are values; the result is a new tree."""
+    in the order of §12.3. The inputs are values; the result is a new tree.
+    ``resumption_usage``: see :func:`check_proposal`."""
     for item in items:
-        check_proposal(s, tree, group_id, extensions, item, now)
+        check_proposal(s, tree, group_id, extensions, item, now, resumption_usage)
     if committer is None:
         _check_external_list(items)
     else:

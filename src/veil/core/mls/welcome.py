@@ -1,6 +1,7 @@
 """Joining a group from a Welcome: the cryptographic checks (RFC 9420 §12.4.3, §12.4.3.1).
 
-:func:`open_welcome` runs, in the RFC's order:
+:func:`open_welcome` is the one implementation of these steps (``group_join.join_welcome``
+and the reinit/branch joins go through it). It runs:
 
 1. the Welcome's cipher suite matches the KeyPackage's (``RFC9420-12.4.3.1-cipher-suite``);
 2. an entry for our KeyPackageRef exists (§5.2; ``RFC9420-12.4.3.1-welcome-entry``);
@@ -12,15 +13,18 @@
    and names the KeyPackage's suite (``RFC9420-12.4.3.1-group-info-cipher-suite``);
 6. its signature verifies (SignWithLabel "GroupInfoTBS") under the signer's leaf key
    (``RFC9420-12.4.3-signer-leaf``, ``RFC9420-12.4.3-group-info-signature``);
-7. the key schedule from joiner_secret gives a confirmation_tag equal to the GroupInfo's
-   (``RFC9420-12.4.3.1-confirmation-tag``), and the interim transcript hash follows;
-8. with a reinit/branch PSK, the epoch is 1 (``RFC9420-12.4.3.1-resumption-epoch``).
+7. with a reinit/branch PSK, the epoch is 1 (``RFC9420-12.4.3.1-resumption-epoch``; the RFC
+   lists it last, it is checked as soon as the signed GroupInfo is known -- every check must
+   pass, so the order only decides which error a doubly bad Welcome gets);
+8. the key schedule from joiner_secret gives a confirmation_tag equal to the GroupInfo's
+   (``RFC9420-12.4.3.1-confirmation-tag``), and the interim transcript hash follows.
 
 Each failure is a :class:`~veil.core.mls.errors.ValidationError` with that requirement id;
 malformed bytes are a DecodeError. Tree checks (tree hash, parent hashes, leaf validation,
 finding our leaf, path secrets) belong to the ratchet-tree layer; the signer's key is asked of
-the caller (``signer_key(leaf_index)``, ``None`` for a blank leaf). :func:`seal_welcome`
-builds the encrypted parts from the committer's side.
+the caller as ``signer_key(group_info)`` (the key of leaf ``group_info.signer``, ``None`` for
+a blank leaf), so the caller can take it from the tree the decrypted GroupInfo carries.
+:func:`seal_welcome` builds the encrypted parts from the committer's side.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ from veil.core.mls.transcript import interim_transcript_hash
 from veil.core.rng import Rng
 
 PskLookup = Callable[[PreSharedKeyID], bytes | None]
-SignerKey = Callable[[int], bytes | None]
+SignerKey = Callable[[GroupInfo], bytes | None]
+"""The signature key of leaf ``info.signer`` of the tree that goes with ``info``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +88,7 @@ def decrypt_group_secrets(
     return secrets
 
 
-def _special_resumption(psk_id: PreSharedKeyID) -> bool:
+def special_resumption(psk_id: PreSharedKeyID) -> bool:
     return psk_id.psktype == PSKType.RESUMPTION and psk_id.usage in (
         ResumptionPSKUsage.REINIT,
         ResumptionPSKUsage.BRANCH,
@@ -92,7 +97,7 @@ def _special_resumption(psk_id: PreSharedKeyID) -> bool:
 
 def resolve_psks(s: CipherSuite, psk_ids: Sequence[PreSharedKeyID], lookup: PskLookup) -> bytes:
     """Step 4: psk_secret (§8.4) of the named PSKs, each of which must be known."""
-    if sum(1 for p in psk_ids if _special_resumption(p)) > 1:
+    if sum(1 for p in psk_ids if special_resumption(p)) > 1:
         raise ValidationError("RFC9420-12.4.3.1-psk-single-resumption")
     psks = []
     for index, psk_id in enumerate(psk_ids):
@@ -104,8 +109,8 @@ def resolve_psks(s: CipherSuite, psk_ids: Sequence[PreSharedKeyID], lookup: PskL
 
 
 def check_resumption_epoch(psk_ids: Sequence[PreSharedKeyID], info: GroupInfo) -> None:
-    """Step 8: a group joined with a reinit or branch resumption PSK starts at epoch 1."""
-    if any(_special_resumption(p) for p in psk_ids) and info.group_context.epoch != 1:
+    """Step 7: a group joined with a reinit or branch resumption PSK starts at epoch 1."""
+    if any(special_resumption(p) for p in psk_ids) and info.group_context.epoch != 1:
         raise ValidationError("RFC9420-12.4.3.1-resumption-epoch")
 
 
@@ -126,7 +131,7 @@ def decrypt_group_info(
 
 def verify_group_info(s: CipherSuite, info: GroupInfo, signer_key: SignerKey) -> None:
     """Step 6: the GroupInfo signature under the key of leaf ``info.signer``."""
-    key = signer_key(info.signer)
+    key = signer_key(info)
     if key is None:
         raise ValidationError("RFC9420-12.4.3-signer-leaf", f"leaf {info.signer} is blank")
     if not s.verify_with_label(key, b"GroupInfoTBS", info.tbs(), info.signature):
@@ -134,7 +139,7 @@ def verify_group_info(s: CipherSuite, info: GroupInfo, signer_key: SignerKey) ->
 
 
 def check_confirmation(s: CipherSuite, info: GroupInfo, secrets: EpochSecrets) -> bytes:
-    """Step 7: the confirmation tag; returns the interim transcript hash."""
+    """Step 8: the confirmation tag; returns the interim transcript hash."""
     confirmed = info.group_context.confirmed_transcript_hash
     if not hmac.compare_digest(secrets.confirmation_tag(confirmed), info.confirmation_tag):
         raise ValidationError("RFC9420-12.4.3.1-confirmation-tag")
@@ -155,9 +160,9 @@ def open_welcome(
     psk = resolve_psks(s, group_secrets.psks, psks)
     info = decrypt_group_info(s, welcome, group_secrets.joiner_secret, psk)
     verify_group_info(s, info, signer_key)
+    check_resumption_epoch(group_secrets.psks, info)
     epoch_secrets = from_joiner(s, group_secrets.joiner_secret, psk, info.group_context.to_bytes())
     interim = check_confirmation(s, info, epoch_secrets)
-    check_resumption_epoch(group_secrets.psks, info)
     return JoinedEpoch(info, group_secrets, epoch_secrets, psk, interim)
 
 

@@ -30,7 +30,7 @@ def check(case: Case) -> None:
     assert isinstance(kp, KeyPackage) and isinstance(welcome, Welcome), "message types"
     assert s.hpke_public(h(case["init_priv"])) == kp.init_key, "init_priv matches init_key"
     signer = h(case["signer_pub"])
-    joined = open_welcome(welcome, kp, h(case["init_priv"]), lambda _leaf: signer)
+    joined = open_welcome(welcome, kp, h(case["init_priv"]), lambda _info: signer)
     ctx = joined.group_info.group_context
     assert ctx.cipher_suite == s.id, "group context suite"
     assert joined.epoch_secrets.joiner_secret == joined.group_secrets.joiner_secret
@@ -41,7 +41,7 @@ def check(case: Case) -> None:
             replace(welcome, encrypted_group_info=bytes(bad)),
             kp,
             h(case["init_priv"]),
-            lambda _leaf: signer,
+            lambda _info: signer,
         )
     except ValidationError:
         pass
