@@ -6,7 +6,10 @@
 * ``key_package`` -- KeyPackage (§10);
 * ``proposals`` -- every proposal of §12.1 and ProposalOrRef (§12.4);
 * ``commit`` -- Commit (§12.4);
-* ``framing`` -- FramedContent, PublicMessage, PrivateMessage, MLSMessage (§6);
+* ``framing`` -- MLSMessage (§6), re-exporting every framing struct from
+  ``framed_content`` (Sender, FramedContent, FramedContentAuthData; §6, §6.1),
+  ``public_message`` (AuthenticatedContent, PublicMessage; §6.1-6.2, §8.2) and
+  ``private_message`` (PrivateMessage, PrivateMessageContent, SenderData; §6.3);
 * ``group`` -- GroupContext (§8.1), GroupInfo, GroupSecrets, Welcome (§12.4.3).
 
 Every struct is a frozen slotted dataclass with ``encode(w)``, ``decode(r)``, ``to_bytes()``
