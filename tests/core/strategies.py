@@ -63,6 +63,8 @@ def _call(draw: st.DrawFn) -> CallSignal:
 
 
 CALLS = _call()
+OWN_REJECTS = st.builds(CallSignal, st.binary(min_size=16, max_size=16), st.just("reject"))
+"""The one call signal a sync copy carries: our device declined (our others stop ringing)."""
 
 
 @st.composite
@@ -96,7 +98,7 @@ def contents(draw: st.DrawFn, *, allow_sync: bool = True, nested: bool = False) 
         expire_timer_s=expire,
         timer=timer,
         action=action,
-        call=draw(CALLS) if kind == "call" else None,
+        call=(draw(OWN_REJECTS if nested else CALLS) if kind == "call" else None),
     )
 
 

@@ -61,3 +61,29 @@ def test_the_sdp_stays_out_of_repr() -> None:
 def test_decode_raises_only_decode_error(data: bytes) -> None:
     with contextlib.suppress(DecodeError):
         decode_call(data)
+
+
+@pytest.mark.parametrize("kind", sorted(set(KINDS) - {"reject"}))
+def test_a_sync_copy_carries_only_a_reject(kind: str) -> None:
+    """Our device that declines tells our other devices with a ``reject`` in a sync copy, so
+    they stop ringing; no other call signal travels between our own devices."""
+    own = Content(b"\x01" * 16, 9, call=CallSignal(CALL_ID, "reject"))
+    inner = encode_content(own, for_sync=True)
+    assert decode_content(inner, for_sync=True) == own
+    other = Content(b"\x01" * 16, 9, call=_valid(kind))
+    encode_content(other)  # fine to the peer
+    with pytest.raises(LocalError, match="only call signal inside a sync copy"):
+        encode_content(other, for_sync=True)
+    with pytest.raises(DecodeError, match="only call signal inside a sync copy"):
+        decode_content(_encode(other), for_sync=True)
+
+
+def _valid(kind: str) -> CallSignal:
+    return CallSignal(
+        CALL_ID,
+        kind,
+        sdp=SDP if kind in ("offer", "answer") else "",
+        candidates=("candidate:1",) if kind == "ice" else (),
+        audio=kind == "offer",
+        device_id=2 if kind == "answered" else 0,
+    )

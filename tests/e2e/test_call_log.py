@@ -275,6 +275,51 @@ async def test_a_call_taken_on_another_device_says_so(people: People, tmp_path: 
         await bob2.close()
 
 
+async def test_declining_on_one_device_stops_the_others_ringing_at_once(
+    people: People, tmp_path: Path
+) -> None:
+    """Bob has two devices and declines on the second: the first stops ringing within a
+    second or two (``declined_elsewhere``: the decline came to it in a sync copy, long before
+    the ring timeout), Alice's call ends ``rejected`` at once, and both of Bob's devices end
+    with the same line: the declining device's."""
+    bob2 = await linked(people.bob, tmp_path / "bob2", people.server.url)
+    alice, bob1, second = Pump(people.alice), Pump(people.bob), Pump(bob2)
+    try:
+        await people.alice.send("bob", "hi")  # Alice learns Bob's second device
+        call = await people.alice.call("bob")
+        ringing1, ringing2 = await bob1.incoming(), await second.incoming()
+        await call.wait_for("ringing", 10)
+        declined_at = time.monotonic()
+        await ringing2.reject()
+        await ringing1.call.wait_for("ended", 2)
+        assert time.monotonic() - declined_at < 2
+        assert (ringing1.call.end_reason, ringing2.call.end_reason) == (
+            "declined_elsewhere", "rejected",
+        )  # fmt: skip
+        with pytest.raises(CallEndedError, match="rejected"):
+            await call.wait_for("connected", 2)
+        assert (call.end_reason, call.ended_by) == ("rejected", "peer")
+        [declined] = calls_of(bob2, people.alice)
+        assert describe_call(declined) == "Incoming voice call, declined"
+        await until(
+            lambda: [m.call for m in calls_of(people.bob, people.alice)] == [declined.call],
+            what="the declining device's line on the other one",
+        )
+        [elsewhere] = calls_of(people.bob, people.alice)
+        assert describe_call(elsewhere) == describe_call(declined)
+        assert elsewhere.status == "read"  # not a missed call to catch up on
+        [mine] = calls_of(people.alice, people.bob)
+        assert describe_call(mine) == "Outgoing voice call, declined"
+        with pytest.raises(CallEndedError):
+            await ringing1.accept()  # too late: it no longer rings
+    finally:
+        for client in (people.alice, people.bob, bob2):
+            await client.calls.close()
+        for pump in (alice, bob1, second):
+            await pump.stop()
+        await bob2.close()
+
+
 async def test_the_callers_other_device_shows_the_call_too(people: People, tmp_path: Path) -> None:
     """Alice calls from her first device; her second one, which never sees the call's
     signalling, gets the same line through a sync copy -- once, however often it arrives."""

@@ -128,6 +128,41 @@ async def test_a_timer_applies_to_new_messages_and_each_copy_counts_on_its_own(
         await bob.close()
 
 
+async def test_the_conversation_list_shows_a_timer_change_like_the_conversation(
+    people: People,
+) -> None:
+    """A conversation whose latest line is a timer change: ``veil inbox`` shows that line as
+    ``veil inbox NAME`` does (a timer line has no text), on both sides, ``off`` included."""
+    alice, bob = people.alice, people.bob
+    await alice.send("bob", "hello")
+    await bob.receive()
+    await alice.set_timer("bob", 300)
+    assert _of(TimerChanged, await bob.receive())
+    line = "alice set disappearing messages to 5 minutes"
+    assert veil_cli(alice.profile, "inbox").stdout == f"bob: ⏱ {line}\n"
+    assert veil_cli(bob.profile, "inbox").stdout == f"alice (1 unread): ⏱ {line}\n"
+    shown = veil_cli(bob.profile, "inbox", "alice", "--no-read").stdout.splitlines()
+    assert shown[-1] == line  # the same words as the conversation
+    [listed] = [json.loads(x) for x in veil_cli(bob.profile, "inbox", "--json").stdout.splitlines()]
+    assert (listed["last_kind"], listed["last_text"], listed["timer_seconds"]) == (
+        "timer",
+        None,
+        300,
+    )
+
+    await bob.set_timer("alice", 0)
+    await alice.receive()
+    line = "bob set disappearing messages to off"
+    assert veil_cli(alice.profile, "inbox").stdout == f"bob: ⏱ {line}\n"
+    assert veil_cli(bob.profile, "inbox").stdout == f"alice (1 unread): ⏱ {line}\n"
+    [listed] = [json.loads(x) for x in veil_cli(bob.profile, "inbox", "--json").stdout.splitlines()]
+    assert listed["timer_seconds"] == 0
+
+    await alice.send("bob", "after")  # a message after it: the list shows the message again
+    await bob.receive()
+    assert veil_cli(bob.profile, "inbox").stdout == "alice (2 unread): after\n"
+
+
 async def test_timer_changes_while_offline_and_expiry_while_the_client_is_stopped(
     people: People,
 ) -> None:

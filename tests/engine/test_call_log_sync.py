@@ -155,3 +155,29 @@ def test_what_a_device_sends_about_its_own_line(store: DeviceStore) -> None:
     taken_content = call_log_content(taken)
     assert taken_content is not None and taken_content.call_log is not None
     assert (taken_content.call_log.direction, taken_content.call_log.peer_device) == ("incoming", 3)
+
+
+def test_declined_on_another_device_reads_declined_and_yields_to_that_devices_line(
+    store: DeviceStore,
+) -> None:
+    """Another device of ours declined and told this one, which stopped ringing: its line
+    reads "declined" at once (read, not a missed call), it is not sent to our other devices,
+    and the declining device's own line replaces it, so every device ends with that line."""
+    line = record_call(store, ME, ended("declined_elsewhere", ended_by="local"), 2_000)
+    assert line is not None and line.call == CallLog("video", "declined", "declined_elsewhere")
+    assert line.status == "read" and store.conversations()[0].unread == 0
+    assert call_log_content(line) is None  # it only rang here
+    declined = entry("incoming", "declined", end_reason="rejected")
+    assert synced(store, declined, now_ms=6_000) is not None
+    [stored] = store.messages(BOB)
+    assert stored.call == CallLog("video", "declined", "rejected", None)
+    assert synced(store, declined) is None  # once
+
+
+def test_a_declined_here_line_is_not_replaced(store: DeviceStore) -> None:
+    """This device declined: its own line stays, whatever a late copy says."""
+    line = record_call(store, ME, ended("rejected", ended_by="local"), 2_000)
+    assert line is not None and call_log_content(line) is not None
+    assert synced(store, entry("incoming", "declined", end_reason="timeout")) is None
+    [stored] = store.messages(BOB)
+    assert stored.call == CallLog("video", "declined", "rejected", None)

@@ -8,31 +8,55 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from veil.cli.common import json_line
-from veil.cli.printing import CALL_ICON, attachment_data, body_text, call_fields
+from veil.cli.printing import CALL_ICON, TIMER_ICON, attachment_data, body_text, call_fields
 from veil.client import Client, describe_call, describe_call_log
 from veil.client.attachments import pointer_of
 from veil.client.timers import describe_timer, short_duration
 from veil.engine import ConversationSummary, MessageRecord
 
 
-def preview(summary: ConversationSummary) -> str:
-    """What the conversation list shows of the latest line: its text, or for a call-log line
-    ``☎ Missed voice call`` (a call has no text)."""
+def preview(client: Client, summary: ConversationSummary) -> str:
+    """What the conversation list shows of the latest line: its text; for a call-log line
+    ``☎ Missed voice call``; for a timer change what the conversation shows,
+    ``⏱ alice set disappearing messages to 5 minutes`` (neither has text)."""
     if summary.last_call is not None:
         return f"{CALL_ICON} {describe_call_log(summary.last_call, summary.last_direction)}"
+    if summary.last_kind == "timer":
+        change = _last_timer_change(client, summary)
+        if change is not None:
+            return f"{TIMER_ICON} {timer_change_text(client, change)}"
+        return f"{TIMER_ICON} disappearing messages: {describe_timer(summary.timer_s)}"
     return summary.last_text or ""
 
 
-def summary_fields(summary: ConversationSummary) -> dict[str, Any]:
+def timer_change_text(client: Client, change: MessageRecord) -> str:
+    """A timer-change line as ``veil inbox NAME`` shows it: ``alice set disappearing
+    messages to 1 hour`` (or ``... to off``)."""
+    who = client.username_of(change.sender_account_id) or change.sender_account_id
+    return f"{who} set disappearing messages to {describe_timer(change.expire_timer_s)}"
+
+
+def _last_timer_change(client: Client, summary: ConversationSummary) -> MessageRecord | None:
+    """The latest line of the conversation, when it is the timer change it should be."""
+    latest = client.messages(summary.conversation, 1)
+    return latest[0] if latest and latest[0].kind == "timer" else None
+
+
+def summary_fields(client: Client, summary: ConversationSummary) -> dict[str, Any]:
     """The JSON of a conversation-list line's latest item: ``last_timestamp``, ``last_kind``,
-    ``last_text`` and, for a call-log line, ``call`` (:func:`call_fields`)."""
+    ``last_text`` and, for a call-log line, ``call`` (:func:`call_fields`); for a timer
+    change, ``timer_seconds`` (0: off)."""
     last = summary.last_call
-    return {
+    fields: dict[str, Any] = {
         "last_timestamp": summary.last_ms,
         "last_kind": summary.last_kind,
         "last_text": summary.last_text,
         **({} if last is None else {"call": call_fields(last, summary.last_direction)}),
     }
+    if summary.last_kind == "timer":
+        change = _last_timer_change(client, summary)
+        fields["timer_seconds"] = summary.timer_s if change is None else change.expire_timer_s
+    return fields
 
 
 def _inbox_list(client: Client, args: argparse.Namespace, out: TextIO) -> None:
@@ -45,14 +69,14 @@ def _inbox_list(client: Client, args: argparse.Namespace, out: TextIO) -> None:
                     "type": "conversation",
                     "with": c.username or c.conversation,
                     "account": c.conversation,
-                    **summary_fields(c),
+                    **summary_fields(client, c),
                     "unread": c.unread,
                     "messages": c.count,
                 },
             )
         else:
             unread = f" ({c.unread} unread)" if c.unread else ""
-            print(f"{c.username or c.conversation}{unread}: {preview(c)}", file=out)
+            print(f"{c.username or c.conversation}{unread}: {preview(client, c)}", file=out)
 
 
 async def run_inbox(client: Client, args: argparse.Namespace, out: TextIO) -> int:
@@ -82,8 +106,7 @@ async def run_inbox(client: Client, args: argparse.Namespace, out: TextIO) -> in
                     },
                 )
             else:
-                timer_text = describe_timer(m.expire_timer_s)
-                print(f"{who} set disappearing messages to {timer_text}", file=out)
+                print(timer_change_text(client, m), file=out)
             continue
         who = client.username_of(m.sender_account_id) or m.sender_account_id
         path = None if m.attachment_path is None else str(client.profile / m.attachment_path)

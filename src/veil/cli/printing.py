@@ -29,6 +29,7 @@ from veil.engine import (
 )
 
 CALL_ICON = "☎"
+TIMER_ICON = "⏱"
 
 
 def call_fields(call: CallLog, direction: str) -> dict[str, Any]:

@@ -174,12 +174,12 @@ async def _requests(client: Client, args: argparse.Namespace, out: TextIO) -> in
                     "type": "request",
                     "with": name,
                     "account": c.conversation,
-                    **summary_fields(c),
+                    **summary_fields(client, c),
                     "messages": c.count,
                 },
             )
         else:
-            print(f"{name} ({c.count} message(s)): {preview(c)}", file=out)
+            print(f"{name} ({c.count} message(s)): {preview(client, c)}", file=out)
     if not waiting and not args.json:
         print("no message requests", file=out)
     return 0

@@ -14,7 +14,9 @@ Kinds and what they carry:
 * ``answer`` (2): the answering device's SDP -- to the caller's device;
 * ``ice`` (3): more candidates (1..32) for the SDP already sent;
 * ``ringing`` (4): a callee device is ringing;
-* ``reject`` (5), ``busy`` (6): a callee device declines;
+* ``reject`` (5), ``busy`` (6): a callee device declines; a ``reject`` is also the one call
+  signal a device sends its own account's other devices (inside a sync copy naming the caller),
+  so that they stop ringing at once;
 * ``hangup`` (7): either side ends the call; ``reason`` says why (at most 32 characters of
   ``a-z0-9_``, e.g. ``hangup``, ``timeout``, ``failed``);
 * ``answered`` (8): the caller tells every callee device which ``device`` took the call, so the

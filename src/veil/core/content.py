@@ -42,7 +42,9 @@ Rules (checked by :func:`encode_content`, which raises :class:`LocalError`, and 
 * text at most :data:`MAX_TEXT_BYTES` UTF-8 bytes, file name and content type at most
   :data:`MAX_NAME_BYTES`, at most :data:`MAX_RECEIPT_IDS` ids per receipt (at least one),
   attachment size at most :data:`MAX_ATTACHMENT_SIZE`; strings are strict UTF-8;
-* the content inside a :class:`SyncSent` is itself a valid Content and not a sync.
+* the content inside a :class:`SyncSent` is itself a valid Content and not a sync; the only
+  call signal it may be is a ``reject`` (one of our devices declined the call with
+  ``destination``, so our others stop ringing).
 
 Unknown field numbers are skipped, as the codec documents (and protobuf requires), so a later
 version may add fields. A payload whose only body is one this version does not know still
@@ -342,6 +344,8 @@ def _problems(c: Content, nested: bool) -> Iterator[str]:
         yield "a conversation action travels only inside a sync copy"
     if c.call_log is not None and not nested:
         yield "a call-log entry travels only inside a sync copy"
+    if c.call is not None and nested and c.call.kind != "reject":
+        yield "the only call signal inside a sync copy is a reject"
     yield from _some(_body_problem(c, nested))
 
 

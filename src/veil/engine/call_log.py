@@ -22,15 +22,17 @@ and each of them records it (:func:`record_synced_call`), idempotently by call i
   call's signalling, get an "Outgoing ..." line); the conversation rules above apply, and a
   conversation this device never saw starts ``accepted`` for an outgoing call and as a
   ``request`` for an incoming one (a synced line never lets a stranger in);
-* a callee device that only rang wrote ``missed`` or ``answered_elsewhere``: the line of the
-  device that took the call is fuller (``Incoming video call, 1:23``, ``..., declined``), so
-  it replaces that outcome, and the line counts as read (the call was dealt with);
+* a callee device that only rang wrote ``missed`` or ``answered_elsewhere``, or ``declined``
+  with the end reason ``declined_elsewhere`` (another device of ours declined, and said so at
+  once so that this one stopped ringing): the line of the device that took the call is fuller
+  (``Incoming video call, 1:23``, ``..., declined``), so it replaces that line, and the line
+  counts as read (the call was dealt with); so every device ends with the same line;
 * any other line stays as it is (a repeated or late sync copy changes nothing). If the sync
   copy arrives while this device is still ringing, the line it writes wins over the "missed"
   this device would write when its ringing stops.
 
-Devices that only rang (``missed``, ``answered_elsewhere``) send nothing: every callee device
-rang, so each wrote its own line.
+Devices that only rang (``missed``, ``answered_elsewhere``, ``declined_elsewhere``) send
+nothing: every callee device rang, so each wrote its own line.
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ class EndedCall:
 RANG_ONLY: Final = ("missed", "answered_elsewhere")
 """Outcomes of an incoming call this device only rang for: it sends no sync copy of its line,
 and the synced line of the device that took the call replaces it."""
+DECLINED_ELSEWHERE: Final = "declined_elsewhere"
+"""The end reason of an incoming call another device of ours declined while this one rang:
+its line reads ``declined`` (and is read) at once; like a :data:`RANG_ONLY` line it is not
+synced, and the declining device's synced line replaces it."""
 _UNANSWERED: Final = {"rejected": "declined", "busy": "busy", "timeout": "no_answer"}
 """Outcomes of an outgoing call no device answered, by end reason (others: ``failed``)."""
 
@@ -84,7 +90,7 @@ def call_outcome(call: EndedCall) -> str:
     if call.answered:  # answered, never connected
         return "cancelled" if hung_up_here else "failed"
     if call.direction == "incoming":
-        if reason == "rejected" and call.ended_by == "local":
+        if (reason == "rejected" and call.ended_by == "local") or reason == DECLINED_ELSEWHERE:
             return "declined"
         # else it rang out, the caller gave up, or this device was busy with another call
         return "answered_elsewhere" if reason == "answered_elsewhere" else "missed"
@@ -135,19 +141,31 @@ def record_synced_call(
         now_ms,
     )  # fmt: skip
     written = _write(store, line, request=incoming, now_ms=now_ms)
-    if written is not None or not incoming or entry.outcome in RANG_ONLY:
-        return written
     assert line.call is not None
-    if store.update_call(peer, peer, entry.call_id, line.call, replaces=RANG_ONLY, now_ms=now_ms):
+    if written is not None or not incoming or _rang_only(line.direction, line.call):
+        return written
+    replaces: tuple[str, ...] = RANG_ONLY
+    mine = store.message(peer, entry.call_id)
+    if mine is not None and mine.call is not None and _rang_only(mine.direction, mine.call):
+        replaces = (mine.call.outcome,)  # e.g. declined, when declined_elsewhere
+    if store.update_call(peer, peer, entry.call_id, line.call, replaces=replaces, now_ms=now_ms):
         return store.message(peer, entry.call_id)
     return None
+
+
+def _rang_only(direction: str, call: CallLog) -> bool:
+    """This device only rang for the call of a line (so it sends it to no other device, and a
+    synced line of the device that took the call replaces it)."""
+    if direction != "in":
+        return False
+    return call.outcome in RANG_ONLY or call.end_reason == DECLINED_ELSEWHERE
 
 
 def call_log_content(line: MessageRecord) -> payload.Content | None:
     """What this device tells our other devices about the call of ``line`` (its own call-log
     line): the inner content of a sync copy to the peer, or None when it only rang."""
     call = line.call
-    if call is None or (line.direction == "in" and call.outcome in RANG_ONLY):
+    if call is None or _rang_only(line.direction, call):
         return None
     incoming = line.direction == "in"
     entry = CallLogEntry(

@@ -248,10 +248,9 @@ class Applier:
         """A copy of what another of our devices sent to (or did with) ``destination``."""
         inner = payload.decode_content(sync.content, for_sync=True)
         destination = sync.destination
-        if inner.action is not None:
-            return self._action(envelope, destination, inner.action.action)
-        if inner.call_log is not None:
-            return self._call_log(envelope, destination, inner)
+        sync_only = self._sync_only(envelope, destination, inner)
+        if sync_only is not None:
+            return sync_only
         if not self.store.settings(destination).known:
             self.store.set_state(destination, "accepted", self.now_ms)
         if inner.timer is not None:
@@ -282,6 +281,28 @@ class Applier:
                 inner.expire_timer_s,
             )
         ]
+
+    def _sync_only(
+        self, envelope: IncomingEnvelope, peer: str, inner: payload.Content
+    ) -> list[Event] | None:
+        """The events of what only our own devices tell each other about ``peer`` (an
+        action, a call-log line, a declined call); None for other contents."""
+        if inner.action is not None:
+            return self._action(envelope, peer, inner.action.action)
+        if inner.call_log is not None:
+            return self._call_log(envelope, peer, inner)
+        if inner.call is not None:  # another device of ours declined a call: stop ringing
+            return [
+                CallSignalReceived(
+                    peer,
+                    self.me,
+                    envelope.sender_device_id,
+                    inner.call,
+                    envelope.server_ms,
+                    envelope.envelope_id,
+                )
+            ]
+        return None
 
     def _call_log(
         self, envelope: IncomingEnvelope, peer: str, inner: payload.Content
