@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -93,6 +94,8 @@ class CallManager(SignalHandling, PeerConnections):
         """A connected call with no frame from the peer for this long ends (``peer_lost``)."""
         self.calls: dict[bytes, Call] = {}
         self._incoming: list[IncomingCall] = []
+        self._early_declines: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+        """Declines (sync copies) of calls whose offer has not arrived yet."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     def active(self) -> list[Call]:

@@ -139,6 +139,7 @@ class Call:
         self._relay: MediaRelay | None = None
         self._devices: set[int] = set()  # the callee devices the offer went to
         self._declined: dict[int, str] = {}
+        self._refused: set[int] = set()  # callee devices told a late answer came too late
 
     def __repr__(self) -> str:
         return f"Call({self.call_id.hex()[:12]}…, {self.direction}, {self.peer}, {self.state})"

@@ -9,15 +9,23 @@ an outgoing call (the person declined); ``busy`` and an unanswered ``hangup`` en
 every device said so.
 
 From our own devices (a ``reject`` inside a sync copy about the caller): another device of
-ours declined the call, so this one stops ringing at once (``declined_elsewhere``).
+ours declined the call, so this one stops ringing at once (``declined_elsewhere``). A decline
+that arrives before its offer is remembered (the last :data:`EARLY_DECLINES`, for
+:data:`EARLY_DECLINE_S`), so the offer then does not ring.
+
+An ``answer`` (or ICE) from a callee device for an outgoing call that already ended (another
+device declined at the same moment) gets a ``hangup`` naming the end reason, once per device,
+so that device ends at once; a ``hangup`` is never answered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from aiortc import RTCSessionDescription
 
@@ -32,6 +40,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("veil.client.calls")
 
+EARLY_DECLINES: Final = 64
+"""How many declines (sync copies) for calls not seen yet a device remembers..."""
+EARLY_DECLINE_S: Final = 60.0
+"""...and for how long: an offer arriving after its decline does not ring."""
+
 
 class SignalHandling:
     """Sends and acts on the call signals of :class:`~veil.client.calls.CallManager`."""
@@ -39,6 +52,7 @@ class SignalHandling:
     if TYPE_CHECKING:
         _client: Client
         calls: dict[bytes, Call]
+        _early_declines: OrderedDict[bytes, tuple[str, float]]
         _incoming: list[IncomingCall]
         ring_timeout_s: float
         connect_timeout_s: float
@@ -66,7 +80,10 @@ class SignalHandling:
             if call is None:
                 self._ring(event)
             return
-        if call is None or sender != call.peer or call.state == "ended":
+        if call is None or sender != call.peer:
+            return
+        if call.state == "ended":
+            self._refuse_late(call, s, device)
             return
         if call.direction == "incoming" and device != call.peer_device:
             return
@@ -79,6 +96,13 @@ class SignalHandling:
         call = Call(manager, s.call_id, sender, "incoming", s.audio, s.video, device)
         call._offer_sdp = s.sdp
         call.request = event.request
+        if self._declined_early(s.call_id, sender):
+            # another device of ours declined it before the offer reached this one
+            call.end_reason, call.ended_by = "declined_elsewhere", "local"
+            self._log(call)
+            call._set("ended")
+            self.calls[s.call_id] = call
+            return
         if self.active():
             call.end_reason, call.ended_by = "busy", "local"
             self._log(call)  # a missed call: this device was in another one
@@ -95,10 +119,45 @@ class SignalHandling:
         """A signal another device of ours sent us about its call with ``event.conversation``:
         a ``reject`` means the person declined there, so this device stops ringing."""
         call = self.calls.get(event.signal.call_id)
-        if event.signal.kind != "reject" or call is None or call.peer != event.conversation:
+        if event.signal.kind != "reject":
+            return
+        if call is None:  # the offer has not reached this device yet: remember the decline
+            early = self._early_declines
+            early[event.signal.call_id] = (event.conversation, time.monotonic())
+            early.move_to_end(event.signal.call_id)
+            while len(early) > EARLY_DECLINES:
+                early.popitem(last=False)
+            return
+        if call.peer != event.conversation:
             return
         if call.direction == "incoming":
             self._spawn(self._declined_elsewhere(call))
+
+    def _declined_early(self, call_id: bytes, caller: str) -> bool:
+        """Another device of ours declined ``call_id`` (from ``caller``) before its offer
+        reached this one (forgotten after :data:`EARLY_DECLINE_S`)."""
+        now = time.monotonic()
+        early = self._early_declines
+        while early and now - next(iter(early.values()))[1] > EARLY_DECLINE_S:
+            early.popitem(last=False)
+        seen = early.get(call_id)
+        if seen is None or seen[0] != caller:
+            return False
+        del early[call_id]
+        return True
+
+    def _refuse_late(self, call: Call, s: CallSignal, device: int) -> None:
+        """An ``answer`` (or ICE) from a callee device for an outgoing call that already
+        ended (e.g. another device declined at the same moment): tell it with a ``hangup``
+        naming the end reason, once per device, so it ends at once instead of timing out.
+        Never in reply to a ``hangup`` (no loop)."""
+        if call.direction != "outgoing" or s.kind not in ("answer", "ice"):
+            return
+        if device == call.peer_device or device in call._refused:
+            return  # the device the call was with knows it ended
+        call._refused.add(device)
+        reason = call.end_reason or "hangup"
+        self._spawn(self._quietly(self._signal(call, "hangup", reason=reason)))
 
     async def _declined_elsewhere(self, call: Call) -> None:
         async with call._lock:
