@@ -19,7 +19,7 @@ from veil.client import CallEndedError, Client, describe_call
 from veil.engine import CallLogSynced, MessageRecord, call_log_content
 
 from .conftest import People, VeilServer, linked, veil_cli
-from .test_calls import Pump, connect, loopback_only, pumps, until  # noqa: F401 (fixtures)
+from .test_calls import Pump, TwoBobs, connect, loopback_only, pumps, two_bobs, until  # noqa: F401 (fixtures)
 
 
 def calls_of(client: Client, peer: Client) -> list[MessageRecord]:
@@ -240,84 +240,70 @@ async def test_a_strangers_call_lands_in_the_message_requests(
         await carol.close()
 
 
-async def test_a_call_taken_on_another_device_says_so(people: People, tmp_path: Path) -> None:
-    bob2 = await linked(people.bob, tmp_path / "bob2", people.server.url)
-    alice, bob1, second = Pump(people.alice), Pump(people.bob), Pump(bob2)
-    try:
-        await people.alice.send("bob", "hi")  # Alice learns Bob's second device
-        call = await people.alice.call("bob")
-        ringing1, ringing2 = await bob1.incoming(), await second.incoming()
-        answered = await ringing2.accept()
-        await call.wait_for("connected", 15)
-        await ringing1.call.wait_for("ended", 10)
-        await call.end()
-        await answered.wait_for("ended", 10)
-        [taken] = calls_of(bob2, people.alice)
-        assert taken.call is not None and taken.call.outcome == "completed"
-        # Bob's first device said "answered on another device" when the call was taken; the
-        # second sends its fuller line when the call ends, and both devices agree.
-        await until(
-            lambda: calls_of(people.bob, people.alice)[0].call == taken.call,
-            what="the answering device's line on the other one",
-        )
-        [elsewhere] = calls_of(people.bob, people.alice)
-        assert describe_call(elsewhere) == describe_call(taken)
-        assert describe_call(elsewhere).startswith("Incoming voice call, 0:0")
-        assert elsewhere.status == "read"  # nothing to catch up on
-        assert (elsewhere.message_id, elsewhere.sender_device_id) == (
-            call.call_id, people.alice.account.device_id,
-        )  # fmt: skip
-    finally:
-        for client in (people.alice, people.bob, bob2):
-            await client.calls.close()
-        for pump in (alice, bob1, second):
-            await pump.stop()
-        await bob2.close()
+async def test_a_call_taken_on_another_device_says_so(
+    people: People,
+    two_bobs: TwoBobs,  # noqa: F811 (the fixture imported above)
+) -> None:
+    bob2, bob1, second = two_bobs.bob2, two_bobs.bob1, two_bobs.second
+    call = await people.alice.call("bob")
+    ringing1, ringing2 = await bob1.incoming(), await second.incoming()
+    answered = await ringing2.accept()
+    await call.wait_for("connected", 15)
+    await ringing1.call.wait_for("ended", 10)
+    await call.end()
+    await answered.wait_for("ended", 10)
+    [taken] = calls_of(bob2, people.alice)
+    assert taken.call is not None and taken.call.outcome == "completed"
+    # Bob's first device said "answered on another device" when the call was taken; the
+    # second sends its fuller line when the call ends, and both devices agree.
+    await until(
+        lambda: calls_of(people.bob, people.alice)[0].call == taken.call,
+        what="the answering device's line on the other one",
+    )
+    [elsewhere] = calls_of(people.bob, people.alice)
+    assert describe_call(elsewhere) == describe_call(taken)
+    assert describe_call(elsewhere).startswith("Incoming voice call, 0:0")
+    assert elsewhere.status == "read"  # nothing to catch up on
+    assert (elsewhere.message_id, elsewhere.sender_device_id) == (
+        call.call_id, people.alice.account.device_id,
+    )  # fmt: skip
 
 
 async def test_declining_on_one_device_stops_the_others_ringing_at_once(
-    people: People, tmp_path: Path
+    people: People,
+    two_bobs: TwoBobs,  # noqa: F811 (the fixture imported above)
 ) -> None:
     """Bob has two devices and declines on the second: the first stops ringing within a
     second or two (``declined_elsewhere``: the decline came to it in a sync copy, long before
     the ring timeout), Alice's call ends ``rejected`` at once, and both of Bob's devices end
     with the same line: the declining device's."""
-    bob2 = await linked(people.bob, tmp_path / "bob2", people.server.url)
-    alice, bob1, second = Pump(people.alice), Pump(people.bob), Pump(bob2)
-    try:
-        await people.alice.send("bob", "hi")  # Alice learns Bob's second device
-        call = await people.alice.call("bob")
-        ringing1, ringing2 = await bob1.incoming(), await second.incoming()
-        await call.wait_for("ringing", 10)
-        declined_at = time.monotonic()
-        await ringing2.reject()
-        await ringing1.call.wait_for("ended", 2)
-        assert time.monotonic() - declined_at < 2
-        assert (ringing1.call.end_reason, ringing2.call.end_reason) == (
-            "declined_elsewhere", "rejected",
-        )  # fmt: skip
-        with pytest.raises(CallEndedError, match="rejected"):
-            await call.wait_for("connected", 2)
-        assert (call.end_reason, call.ended_by) == ("rejected", "peer")
-        [declined] = calls_of(bob2, people.alice)
-        assert describe_call(declined) == "Incoming voice call, declined"
-        await until(
-            lambda: [m.call for m in calls_of(people.bob, people.alice)] == [declined.call],
-            what="the declining device's line on the other one",
-        )
-        [elsewhere] = calls_of(people.bob, people.alice)
-        assert describe_call(elsewhere) == describe_call(declined)
-        assert elsewhere.status == "read"  # not a missed call to catch up on
-        [mine] = calls_of(people.alice, people.bob)
-        assert describe_call(mine) == "Outgoing voice call, declined"
-        with pytest.raises(CallEndedError):
-            await ringing1.accept()  # too late: it no longer rings
-    finally:
-        for client in (people.alice, people.bob, bob2):
-            await client.calls.close()
-        for pump in (alice, bob1, second):
-            await pump.stop()
-        await bob2.close()
+    bob2, bob1, second = two_bobs.bob2, two_bobs.bob1, two_bobs.second
+    call = await people.alice.call("bob")
+    ringing1, ringing2 = await bob1.incoming(), await second.incoming()
+    await call.wait_for("ringing", 10)
+    declined_at = time.monotonic()
+    await ringing2.reject()
+    await ringing1.call.wait_for("ended", 2)
+    assert time.monotonic() - declined_at < 2
+    assert (ringing1.call.end_reason, ringing2.call.end_reason) == (
+        "declined_elsewhere", "rejected",
+    )  # fmt: skip
+    with pytest.raises(CallEndedError, match="rejected"):
+        await call.wait_for("connected", 2)
+    assert (call.end_reason, call.ended_by) == ("rejected", "peer")
+    [declined] = calls_of(bob2, people.alice)
+    assert describe_call(declined) == "Incoming voice call, declined"
+    await until(
+        lambda: [m.call for m in calls_of(people.bob, people.alice)] == [declined.call],
+        what="the declining device's line on the other one",
+    )
+    [elsewhere] = calls_of(people.bob, people.alice)
+    assert describe_call(elsewhere) == describe_call(declined)
+    assert elsewhere.status == "read"  # not a missed call to catch up on
+    [mine] = calls_of(people.alice, people.bob)
+    assert describe_call(mine) == "Outgoing voice call, declined"
+    with pytest.raises(CallEndedError):
+        await ringing1.accept()  # too late: it no longer rings
 
 
 async def test_the_callers_other_device_shows_the_call_too(people: People, tmp_path: Path) -> None:

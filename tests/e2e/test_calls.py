@@ -74,6 +74,32 @@ class Pump:
             await self.task
 
 
+@dataclasses.dataclass
+class TwoBobs:
+    """Bob with a second, linked device, and an event pump for each of the three devices."""
+
+    bob2: Client
+    alice: Pump
+    bob1: Pump
+    second: Pump
+
+
+@pytest.fixture
+async def two_bobs(people: People, tmp_path: Path) -> AsyncIterator[TwoBobs]:
+    """Bob links a second device, and Alice learns of it (she writes to Bob first)."""
+    bob2 = await linked(people.bob, tmp_path / "bob2", people.server.url)
+    devices = TwoBobs(bob2, Pump(people.alice), Pump(people.bob), Pump(bob2))
+    try:
+        await people.alice.send("bob", "hi")
+        yield devices
+    finally:
+        for client in (people.alice, people.bob, bob2):
+            await client.calls.close()
+        for pump in (devices.alice, devices.bob1, devices.second):
+            await pump.stop()
+        await bob2.close()
+
+
 @pytest.fixture
 async def pumps(people: People) -> AsyncIterator[tuple[Pump, Pump]]:
     alice, bob = Pump(people.alice), Pump(people.bob)
@@ -343,35 +369,25 @@ async def test_a_relay_refusing_the_credential_fails_the_call_with_a_clear_reaso
 
 
 async def test_every_device_of_the_callee_rings_and_the_first_to_answer_takes_it(
-    people: People, tmp_path: Path
+    people: People, two_bobs: TwoBobs
 ) -> None:
     """Bob has two devices: both ring; the second one answers; the first stops ringing
     (``answered_elsewhere``) and the call connects with the one that answered."""
-    bob2 = await linked(people.bob, tmp_path / "bob2", people.server.url)
-    alice, bob1 = Pump(people.alice), Pump(people.bob)
-    second = Pump(bob2)
-    try:
-        await people.alice.send("bob", "hi")  # Alice learns Bob's second device
-        call = await people.alice.call("bob", audio=True, video=False)
-        ringing1, ringing2 = await bob1.incoming(), await second.incoming()
-        assert ringing1.call.call_id == ringing2.call.call_id == call.call_id
-        answered = await ringing2.accept()
-        await call.wait_for("connected", 15)
-        await answered.wait_for("connected", 15)
-        assert call.peer_device == bob2.account.device_id
-        await ringing1.call.wait_for("ended", 10)
-        assert ringing1.call.end_reason == "answered_elsewhere"
-        await until(lambda: call.audio_in.frames > 20, what="audio at alice")
-        assert abs(call.audio_in.frequency() - 660) < 10
-        await call.end()
-        await answered.wait_for("ended", 10)
-        assert (answered.end_reason, answered.ended_by) == ("hangup", "peer")
-    finally:
-        for client in (people.alice, people.bob, bob2):
-            await client.calls.close()
-        for pump in (alice, bob1, second):
-            await pump.stop()
-        await bob2.close()
+    bob2, bob1, second = two_bobs.bob2, two_bobs.bob1, two_bobs.second
+    call = await people.alice.call("bob", audio=True, video=False)
+    ringing1, ringing2 = await bob1.incoming(), await second.incoming()
+    assert ringing1.call.call_id == ringing2.call.call_id == call.call_id
+    answered = await ringing2.accept()
+    await call.wait_for("connected", 15)
+    await answered.wait_for("connected", 15)
+    assert call.peer_device == bob2.account.device_id
+    await ringing1.call.wait_for("ended", 10)
+    assert ringing1.call.end_reason == "answered_elsewhere"
+    await until(lambda: call.audio_in.frames > 20, what="audio at alice")
+    assert abs(call.audio_in.frequency() - 660) < 10
+    await call.end()
+    await answered.wait_for("ended", 10)
+    assert (answered.end_reason, answered.ended_by) == ("hangup", "peer")
 
 
 async def test_a_peer_that_vanishes_mid_call_is_detected(people: People) -> None:

@@ -438,20 +438,25 @@ def test_process_message_dispatches(rng: Rng) -> None:
     assert isinstance(staged, g.StagedCommit) and staged.removed and same is bob
 
 
-def test_external_sender_proposal(rng: Rng) -> None:
+def with_external_sender(rng: Rng) -> tuple[list[GroupState], bytes]:
+    """Alice and Bob in a group whose external_senders lists one sender; its private key."""
     ext_priv, ext_pub = S.generate_signature_key(rng)
     senders = encode_external_senders([ExternalSender(ext_pub, Credential.basic(b"server"))])
     alice = founder(rng, (Extension(ExtensionType.EXTERNAL_SENDERS, senders),))
     bob = device("bob", rng)
     result = g.commit(alice, rng, [Proposal(Add(bob.bundle.key_package))])
-    states = [g.merge(result.staged), g.join_welcome(welcome_of(result), bob.bundle)]
+    return [g.merge(result.staged), g.join_welcome(welcome_of(result), bob.bundle)], ext_priv
+
+
+def test_external_sender_proposal(rng: Rng) -> None:
+    states, ext_priv = with_external_sender(rng)
     message = g.external_proposal(states[0].context, 0, ext_priv, Proposal(Remove(1)), rng)
     _, alice2 = g.process_proposal(states[0], message)
     _, bob2 = g.process_proposal(states[1], message)
     staged = g.process_commit(bob2, g.commit(alice2, rng).message)
     assert staged.removed
     bad = g.external_proposal(
-        states[0].context, 0, ext_priv, Proposal(Update(bob.bundle.key_package.leaf_node)), rng
+        states[0].context, 0, ext_priv, Proposal(Update(states[1].own_leaf_node)), rng
     )
     expect_rejected(
         "RFC9420-12.1.8-external-proposal-type",

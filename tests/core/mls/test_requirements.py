@@ -31,9 +31,7 @@ from veil.core.mls.structs.common import (
     Credential,
     Extension,
     ExtensionType,
-    ExternalSender,
     Lifetime,
-    encode_external_senders,
 )
 from veil.core.mls.structs.framing import (
     FramedContent,
@@ -71,6 +69,7 @@ from .test_group import (
     grow,
     refused_both_ways,
     welcome_of,
+    with_external_sender,
 )
 
 EXT_TYPE = 0xFF01  # a non-default extension type no member lists in its capabilities
@@ -85,15 +84,6 @@ def _external(
     tag = bytes(S.nh) if isinstance(content, Commit) else None
     ac = sign_content(S, priv, WireFormat.MLS_PUBLIC_MESSAGE, framed, ctx, rng, tag)
     return MLSMessage(protect_public(S, ac, ctx, b""))
-
-
-def _with_external_sender(rng: Rng) -> tuple[list[GroupState], bytes]:
-    ext_priv, ext_pub = S.generate_signature_key(rng)
-    senders = encode_external_senders([ExternalSender(ext_pub, Credential.basic(b"server"))])
-    alice = founder(rng, (Extension(ExtensionType.EXTERNAL_SENDERS, senders),))
-    bob = device("bob", rng)
-    result = g.commit(alice, rng, [Proposal(Add(bob.bundle.key_package))])
-    return [g.merge(result.staged), g.join_welcome(welcome_of(result), bob.bundle)], ext_priv
 
 
 # --- §6 framing --------------------------------------------------------------------------------
@@ -262,7 +252,7 @@ def test_RFC9420_12_1_7_extension_supported(rng: Rng) -> None:
 
 
 def test_RFC9420_12_1_8_external_sender_index(rng: Rng) -> None:
-    states, ext_priv = _with_external_sender(rng)
+    states, ext_priv = with_external_sender(rng)
     message = g.external_proposal(states[0].context, 1, ext_priv, Proposal(Remove(1)), rng)
     expect_rejected(
         "RFC9420-12.1.8-external-sender-index",
@@ -335,7 +325,7 @@ def test_RFC9420_12_4_commit_content(rng: Rng) -> None:
 
 
 def test_RFC9420_12_4_commit_sender(rng: Rng) -> None:
-    states, ext_priv = _with_external_sender(rng)
+    states, ext_priv = with_external_sender(rng)
     message = _external(states[0], Sender(SenderType.EXTERNAL, 0), ext_priv, Commit(()), rng)
     expect_rejected(
         "RFC9420-12.4-commit-sender", states[1], lambda: g.process_commit(states[1], message)
